@@ -1,0 +1,213 @@
+//! `xray`: the command-line front end. `predict` classifies files; `preprocess` writes the
+//! model-input images that training reads, through the same code path serving uses.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use std::io::{IsTerminal, Write};
+
+use clap::{Parser, Subcommand};
+use covid_xray::preprocess::{self, Limits};
+use covid_xray::{Classifier, Error};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "xray",
+    version,
+    about = "COVID-19 vs normal chest X-ray classifier (educational, not a medical device)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify X-rays. PATHs are files or directories (searched recursively for .jpg, .jpeg
+    /// and .png). With --json, one JSON object per image on stdout.
+    Predict {
+        /// Print one JSON object per image instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Write the preprocessed 8-bit model-input image of every JPEG/PNG under SRC to OUT,
+    /// as OUT/<path relative to SRC>.png, plus OUT/preprocess.json with the parameters.
+    Preprocess { src: PathBuf, out: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Predict { json, paths } => run_predict(&paths, json),
+        Command::Preprocess { src, out } => run_preprocess(&src, &out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xray: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Every regular file under `root` (or `root` itself), sorted for a stable order.
+fn collect_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if root.is_file() {
+        out.push(root.to_path_buf());
+        return Ok(out);
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_image_name(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("jpg" | "jpeg" | "png")
+    )
+}
+
+/// The files `predict` works on: named files as given, directories searched for images.
+fn expand(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(collect_files(p)?.into_iter().filter(|f| is_image_name(f)));
+        } else {
+            // A missing or unreadable file is reported per image, not as a failed run.
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let classifier = Classifier::from_env()?;
+    let files = expand(paths)?;
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(files.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if !as_json {
+        writeln!(
+            out,
+            "{:<8} {:>10} {:>9}  path",
+            "label", "confidence", "P(covid)"
+        )?;
+    }
+    for file in &files {
+        let shown = file.display().to_string();
+        let result = std::fs::read(file)
+            .map_err(|e| Error::Unreadable(e.to_string()))
+            .and_then(|bytes| classifier.classify(&bytes));
+        let line = match (&result, as_json) {
+            (Ok(p), true) => json!({
+                "path": shown,
+                "label": p.label,
+                "confidence": p.confidence,
+                "probabilities": p.probabilities,
+            })
+            .to_string(),
+            (Err(e), true) => json!({
+                "path": shown,
+                "error": {"code": e.code(), "message": e.to_string()},
+            })
+            .to_string(),
+            (Ok(p), false) => format!(
+                "{:<8} {:>10.3} {:>9.3}  {shown}",
+                p.label.as_str(),
+                p.confidence,
+                p.probabilities.covid
+            ),
+            (Err(e), false) => format!("{:<8} {:>10} {:>9}  {shown}: {e}", "error", "-", "-"),
+        };
+        progress.suspend(|| writeln!(out, "{line}"))?;
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    if !as_json {
+        let info = classifier.info();
+        writeln!(
+            out,
+            "\n{} images; model {} {} (threshold {:.3}).\n{}",
+            files.len(),
+            info.name,
+            info.version,
+            classifier.threshold(),
+            covid_xray::DISCLAIMER
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_preprocess(src: &Path, out: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let files: Vec<PathBuf> = collect_files(src)?
+        .into_iter()
+        .filter(|p| is_image_name(p))
+        .collect();
+    let limits = Limits::default();
+    let mut failed = 0usize;
+    for file in &files {
+        let rel = file.strip_prefix(src).unwrap_or(file);
+        let mut dest = out.join(rel).into_os_string();
+        dest.push(".png");
+        let dest = PathBuf::from(dest);
+        let prepared = std::fs::read(file)
+            .map_err(|e| Error::Unreadable(e.to_string()))
+            .and_then(|bytes| preprocess::prepare(&bytes, &limits));
+        match prepared {
+            Ok(img) => {
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                img.save(&dest)?;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: {e}", file.display());
+            }
+        }
+    }
+    let params = serde_json::json!({
+        "version": preprocess::PREPROCESS_VERSION,
+        "input_size": preprocess::INPUT_SIZE,
+        "mean": preprocess::MEAN,
+        "std": preprocess::STD,
+    });
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("preprocess.json"),
+        serde_json::to_string_pretty(&params)?,
+    )?;
+    eprintln!(
+        "preprocessed {} images, {failed} failed",
+        files.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,20 @@
+//! # covid-xray
+//!
+//! Classifies a frontal chest X-ray as COVID-19 pneumonia or normal, with a calibrated
+//! confidence. **Educational software, not a medical device**: never use it to diagnose,
+//! treat or triage anyone.
+//!
+//! The library holds everything that can be tested without AWS Lambda:
+//! - [`preprocess`]: the one preprocessing path, shared by serving and training;
+//! - [`model`]: the [`Classifier`], an ONNX CNN run by tract, loaded once and shared;
+//! - [`error`]: typed errors with stable codes.
+
+pub mod error;
+pub mod model;
+pub mod preprocess;
+
+pub use error::Error;
+pub use model::{Classifier, Label, ModelInfo, Prediction, Probabilities};
+
+/// The statement every answer carries.
+pub const DISCLAIMER: &str = "Educational software, not a medical device. Not for diagnosis, treatment or triage; a qualified clinician must read every X-ray.";

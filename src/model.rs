@@ -1,0 +1,360 @@
+//! The [`Classifier`]: the ONNX CNN turned into a tract plan once, then shared by every call.
+//!
+//! The model file is embedded in the binary (`include_bytes!`), because SAM's Rust builder
+//! deploys the `bootstrap` binary alone. `XRAY_MODEL_PATH` points at another file instead; a
+//! `model.json` beside that file, when present, supplies its card.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+
+use crate::error::Error;
+use crate::preprocess::{self, INPUT_SIZE, Limits};
+
+/// The embedded ONNX model.
+pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../model/xray.onnx");
+/// The embedded model card (machine-readable part).
+pub static EMBEDDED_CARD: &str = include_str!("../model/model.json");
+
+/// How many plans this process has built. Tests use it to show that the model loads once.
+static PLANS_BUILT: AtomicUsize = AtomicUsize::new(0);
+
+/// The two classes, in the order of the model's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    /// Looks like COVID-19 pneumonia.
+    Covid,
+    /// Looks like a normal chest.
+    Normal,
+}
+
+impl Label {
+    /// `"covid"` or `"normal"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Covid => "covid",
+            Label::Normal => "normal",
+        }
+    }
+}
+
+/// Identity of the model that answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Model name from the card.
+    pub name: String,
+    /// Model version from the card; `"unverified"` when the file does not match its card.
+    pub version: String,
+    /// SHA-256 of the ONNX bytes actually loaded, hex.
+    pub sha256: String,
+}
+
+/// Probabilities of both classes; they sum to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Probabilities {
+    /// P(COVID-19).
+    pub covid: f32,
+    /// P(normal) = 1 - P(COVID-19).
+    pub normal: f32,
+}
+
+/// Where the time of one call went, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Timings {
+    /// Decode and preprocess.
+    pub decode: f64,
+    /// Running the network.
+    pub inference: f64,
+}
+
+/// One answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The chosen label: `covid` when P(covid) >= threshold.
+    pub label: Label,
+    /// Probability of the chosen label.
+    pub confidence: f32,
+    /// Both class probabilities.
+    pub probabilities: Probabilities,
+    /// The decision threshold on P(covid).
+    pub threshold: f32,
+    /// Which model answered.
+    pub model: ModelInfo,
+    /// Where the time went.
+    #[serde(skip)]
+    pub timings: Timings,
+}
+
+/// The parts of `model/model.json` that serving needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Card {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+    /// SHA-256 of the ONNX file, hex.
+    pub sha256: String,
+    /// Decision threshold on P(covid).
+    pub threshold: f32,
+    /// Output order of the network.
+    pub labels: Vec<String>,
+    /// Input description.
+    pub input: InputSpec,
+}
+
+/// The input the model expects; checked against this build's preprocessing at load time.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InputSpec {
+    /// Square side in pixels.
+    pub size: u32,
+    /// Preprocessing version the model was trained with.
+    pub preprocess: String,
+}
+
+type Plan = Arc<TypedSimplePlan>;
+
+/// A loaded model, cheap to clone, `Send + Sync`: build it once per process and share it.
+#[derive(Clone)]
+pub struct Classifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plan: Plan,
+    info: ModelInfo,
+    threshold: f32,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("model", &self.inner.info)
+            .field("threshold", &self.inner.threshold)
+            .finish()
+    }
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Classifier {
+    /// The embedded model, or the file named by `XRAY_MODEL_PATH` when that is set.
+    pub fn from_env() -> Result<Classifier, Error> {
+        match std::env::var_os("XRAY_MODEL_PATH") {
+            Some(path) => Classifier::from_path(std::path::Path::new(&path)),
+            None => Classifier::embedded(),
+        }
+    }
+
+    /// The model compiled into this binary.
+    pub fn embedded() -> Result<Classifier, Error> {
+        Classifier::from_parts(EMBEDDED_MODEL, EMBEDDED_CARD)
+    }
+
+    /// A model file on disk, with the `model.json` beside it or, failing that, the embedded card.
+    pub fn from_path(path: &std::path::Path) -> Result<Classifier, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))?;
+        let card = path
+            .parent()
+            .map(|d| d.join("model.json"))
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_else(|| EMBEDDED_CARD.to_string());
+        Classifier::from_parts(&bytes, &card)
+    }
+
+    /// Builds the tract plan from ONNX bytes and a card.
+    pub fn from_parts(onnx: &[u8], card_json: &str) -> Result<Classifier, Error> {
+        let card: Card = serde_json::from_str(card_json)
+            .map_err(|e| Error::Model(format!("model card: {e}")))?;
+        if card.input.size != INPUT_SIZE || card.input.preprocess != preprocess::PREPROCESS_VERSION
+        {
+            return Err(Error::Model(format!(
+                "the model expects {}x{} input from '{}', this build makes {INPUT_SIZE}x{INPUT_SIZE} from '{}'",
+                card.input.size,
+                card.input.size,
+                card.input.preprocess,
+                preprocess::PREPROCESS_VERSION
+            )));
+        }
+        if card.labels != ["covid", "normal"] {
+            return Err(Error::Model(format!("unexpected labels {:?}", card.labels)));
+        }
+        let sha256 = sha256_hex(onnx);
+        let version = if sha256 == card.sha256 {
+            card.version.clone()
+        } else {
+            "unverified".to_string()
+        };
+        let plan = build_plan(onnx)?;
+        Ok(Classifier {
+            inner: Arc::new(Inner {
+                plan,
+                info: ModelInfo {
+                    name: card.name,
+                    version,
+                    sha256,
+                },
+                threshold: card.threshold,
+                limits: Limits::default(),
+            }),
+        })
+    }
+
+    /// Replaces the decoder limits (the default is [`Limits::default`]).
+    pub fn with_limits(self, limits: Limits) -> Classifier {
+        let inner = &self.inner;
+        Classifier {
+            inner: Arc::new(Inner {
+                plan: inner.plan.clone(),
+                info: inner.info.clone(),
+                threshold: inner.threshold,
+                limits,
+            }),
+        }
+    }
+
+    /// Which model this is.
+    pub fn info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    /// The decision threshold on P(covid).
+    pub fn threshold(&self) -> f32 {
+        self.inner.threshold
+    }
+
+    /// The decoder limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// How many plans this process has built so far, all classifiers together.
+    pub fn plans_built() -> usize {
+        PLANS_BUILT.load(Ordering::SeqCst)
+    }
+
+    /// Decodes, preprocesses and classifies one encoded image (JPEG or PNG).
+    pub fn classify(&self, bytes: &[u8]) -> Result<Prediction, Error> {
+        let start = Instant::now();
+        let prepared = preprocess::prepare(bytes, &self.inner.limits)?;
+        let decode = start.elapsed().as_secs_f64() * 1e3;
+        let mut prediction = self.classify_prepared(&prepared)?;
+        prediction.timings.decode = decode;
+        Ok(prediction)
+    }
+
+    /// Classifies an image that has already been through [`preprocess::prepare`].
+    pub fn classify_prepared(&self, prepared: &image::GrayImage) -> Result<Prediction, Error> {
+        let start = Instant::now();
+        let p_covid = self.p_covid(prepared)?;
+        let inference = start.elapsed().as_secs_f64() * 1e3;
+        let threshold = self.inner.threshold;
+        let label = if p_covid >= threshold {
+            Label::Covid
+        } else {
+            Label::Normal
+        };
+        let probabilities = Probabilities {
+            covid: p_covid,
+            normal: 1.0 - p_covid,
+        };
+        Ok(Prediction {
+            label,
+            confidence: match label {
+                Label::Covid => probabilities.covid,
+                Label::Normal => probabilities.normal,
+            },
+            probabilities,
+            threshold,
+            model: self.inner.info.clone(),
+            timings: Timings {
+                decode: 0.0,
+                inference,
+            },
+        })
+    }
+
+    fn p_covid(&self, prepared: &image::GrayImage) -> Result<f32, Error> {
+        let side = INPUT_SIZE as usize;
+        if prepared.dimensions() != (INPUT_SIZE, INPUT_SIZE) {
+            return Err(Error::Model(format!(
+                "prepared image is {:?}, expected {side}x{side}",
+                prepared.dimensions()
+            )));
+        }
+        let data = preprocess::to_tensor_data(prepared);
+        let input = Tensor::from_shape(&[1, 1, side, side], &data).map_err(model_err)?;
+        let outputs = self
+            .inner
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(model_err)?;
+        let probs = outputs
+            .first()
+            .ok_or_else(|| Error::Model("the model returned no output".into()))?
+            .to_plain_array_view::<f32>()
+            .map_err(model_err)?;
+        let p = probs
+            .iter()
+            .next()
+            .copied()
+            .ok_or_else(|| Error::Model("the model returned an empty output".into()))?;
+        if !p.is_finite() {
+            return Err(Error::Model(format!("the model returned {p}")));
+        }
+        Ok(p.clamp(0.0, 1.0))
+    }
+}
+
+fn model_err(e: impl std::fmt::Display) -> Error {
+    Error::Model(e.to_string())
+}
+
+fn build_plan(onnx: &[u8]) -> Result<Plan, Error> {
+    let side = INPUT_SIZE as usize;
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(onnx))
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, side, side]).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(model_err)?;
+    PLANS_BUILT.fetch_add(1, Ordering::SeqCst);
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifier_is_send_and_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Classifier>();
+    }
+
+    #[test]
+    fn embedded_model_matches_its_card() {
+        let card: Card = serde_json::from_str(EMBEDDED_CARD).expect("card parses");
+        assert_eq!(sha256_hex(EMBEDDED_MODEL), card.sha256);
+        assert!(EMBEDDED_MODEL.len() <= 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn mismatched_bytes_are_unverified() {
+        let c = Classifier::embedded().expect("loads");
+        assert_ne!(c.info().version, "unverified");
+        assert_eq!(c.info().sha256, sha256_hex(EMBEDDED_MODEL));
+    }
+}

@@ -1,0 +1,291 @@
+//! The one preprocessing path: bytes -> validated 8-bit gray -> model input.
+//!
+//! Serving calls [`prepare`] and [`to_tensor_data`]; training reads the 8-bit images that
+//! `xray preprocess` writes with [`prepare`], applies augmentation on top, and normalises
+//! with the same [`MEAN`] and [`STD`]. So what the model sees in production is what it saw in
+//! training, bit for bit before augmentation.
+//!
+//! The steps, in order:
+//! 1. Sniff the format from the magic bytes (never trust a file name or a `Content-Type`).
+//! 2. Read the header and refuse dimensions over [`Limits`] *before* any pixel is allocated,
+//!    so a 100-byte PNG cannot claim a 10-gigapixel canvas.
+//! 3. Decode (JPEG, PNG; 8- or 16-bit; gray, gray+alpha, RGB, RGBA, palette), apply the EXIF
+//!    orientation, and convert to 8-bit luma (Rec. 709 weights, alpha ignored).
+//! 4. Trim uniform borders: rows and columns at the edges whose pixels are all nearly the same
+//!    value (black or white frames around films cropped from papers). At most
+//!    [`MAX_TRIM_FRACTION`] of each side goes. Borders are a collection marker, not anatomy.
+//! 5. Resize to [`INPUT_SIZE`] x [`INPUT_SIZE`] with a triangle (bilinear, antialiased) filter,
+//!    ignoring aspect ratio: padding would paint the aspect ratio into the picture as a border.
+//! 6. Histogram-equalise. Collections differ most in exposure and contrast curves; equalising
+//!    takes that cue away and gives every film the same intensity distribution.
+//! 7. Normalise to `f32`: `(v / 255 - MEAN) / STD`, laid out NCHW `[1, 1, S, S]`.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader};
+
+use crate::error::Error;
+
+/// Side of the square model input, in pixels.
+pub const INPUT_SIZE: u32 = 192;
+/// Mean subtracted after scaling to `[0, 1]`. An equalised image is close to uniform on
+/// `[0, 1]`, whose mean is 0.5 and standard deviation `1/sqrt(12)`.
+pub const MEAN: f32 = 0.5;
+/// Standard deviation divided out after subtracting [`MEAN`].
+pub const STD: f32 = 0.2887;
+/// A row or column is border when its values span at most this many gray levels.
+pub const BORDER_SPREAD: u8 = 12;
+/// At most this fraction of the width (or height) is trimmed from each side.
+pub const MAX_TRIM_FRACTION: f32 = 0.2;
+/// Version of this preprocessing; the model card records the one the model was trained with.
+pub const PREPROCESS_VERSION: &str = "gray-trim-resize-equalize-v1";
+
+/// Bounds on what the decoder will accept. Checked from the header before decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest encoded input, in bytes.
+    pub max_bytes: usize,
+    /// Largest width or height, in pixels.
+    pub max_side: u32,
+    /// Largest width x height, in pixels.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    /// 20 MB of input, 12,000 px a side, 50 megapixels: a 16-bit 7000x7000 film fits, and the
+    /// decoder's buffer stays under about 200 MB (16-bit RGBA at 50 Mpx would be 400 MB, so
+    /// the allocation cap below refuses that rather than allocate it).
+    fn default() -> Self {
+        Limits {
+            max_bytes: 20 * 1024 * 1024,
+            max_side: 12_000,
+            max_pixels: 50_000_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Largest buffer the decoder may allocate.
+    fn max_alloc(&self) -> u64 {
+        // Two bytes per sample covers 16-bit gray and 8-bit gray+alpha at full size; wider
+        // pixel formats must be proportionally smaller.
+        self.max_pixels.saturating_mul(4)
+    }
+}
+
+/// Decodes an encoded image to 8-bit gray, enforcing `limits`.
+pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
+    if bytes.is_empty() {
+        return Err(Error::Empty);
+    }
+    if bytes.len() > limits.max_bytes {
+        return Err(Error::TooLarge {
+            what: "encoded image",
+            detail: format!("{} bytes, limit {}", bytes.len(), limits.max_bytes),
+        });
+    }
+    let format = image::guess_format(bytes).map_err(|_| Error::NotAnImage)?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
+        return Err(Error::UnsupportedFormat(
+            format!("{format:?}").to_lowercase(),
+        ));
+    }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Error::Corrupt(
+            "truncated JPEG: no end-of-image marker after the last scan".into(),
+        ));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_side);
+    decoder_limits.max_image_height = Some(limits.max_side);
+    decoder_limits.max_alloc = Some(limits.max_alloc());
+    reader.limits(decoder_limits);
+    let mut decoder = reader.into_decoder().map_err(Error::from_image)?;
+    let (w, h) = decoder.dimensions();
+    check_dimensions(w, h, limits)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(Error::from_image)?;
+    img.apply_orientation(orientation);
+    Ok(img.into_luma8())
+}
+
+/// Whether a JPEG has an end-of-image marker (`FF D9`) after its last start-of-scan
+/// (`FF DA`). The JPEG decoder pads a truncated scan with gray rather than failing, which
+/// would classify half a film as if it were whole.
+///
+/// Inside entropy-coded data every `FF` byte is stuffed as `FF 00`, so neither marker can
+/// appear there by accident; an EXIF thumbnail's own markers come before the main scan.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(sos) => bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
+fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), Error> {
+    if w == 0 || h == 0 {
+        return Err(Error::Corrupt(format!(
+            "image has a zero dimension ({w}x{h})"
+        )));
+    }
+    let pixels = u64::from(w) * u64::from(h);
+    if w > limits.max_side || h > limits.max_side || pixels > limits.max_pixels {
+        return Err(Error::TooLarge {
+            what: "image dimensions",
+            detail: format!(
+                "{w}x{h}, limits {} px a side and {} pixels",
+                limits.max_side, limits.max_pixels
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Steps 4 to 6: trims uniform borders, resizes to the model input and equalises.
+pub fn prepare_gray(gray: &GrayImage) -> GrayImage {
+    let (x0, y0, w, h) = content_box(gray);
+    let cropped = image::imageops::crop_imm(gray, x0, y0, w, h).to_image();
+    let mut small = image::imageops::resize(
+        &cropped,
+        INPUT_SIZE,
+        INPUT_SIZE,
+        image::imageops::FilterType::Triangle,
+    );
+    equalize(&mut small);
+    small
+}
+
+/// Steps 1 to 6: encoded bytes to the 8-bit model-input image.
+pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
+    decode_gray(bytes, limits).map(|g| prepare_gray(&g))
+}
+
+/// Step 7: the prepared 8-bit image as normalised `f32`, row-major, one channel.
+pub fn to_tensor_data(prepared: &GrayImage) -> Vec<f32> {
+    prepared
+        .as_raw()
+        .iter()
+        .map(|&v| (f32::from(v) / 255.0 - MEAN) / STD)
+        .collect()
+}
+
+/// The box `(x, y, width, height)` left after trimming uniform borders.
+fn content_box(gray: &GrayImage) -> (u32, u32, u32, u32) {
+    let (w, h) = gray.dimensions();
+    let row_uniform = |y: u32| spread((0..w).map(|x| gray.get_pixel(x, y).0[0])) <= BORDER_SPREAD;
+    let col_uniform = |x: u32| spread((0..h).map(|y| gray.get_pixel(x, y).0[0])) <= BORDER_SPREAD;
+    let max_dx = (w as f32 * MAX_TRIM_FRACTION) as u32;
+    let max_dy = (h as f32 * MAX_TRIM_FRACTION) as u32;
+    let top = (0..max_dy).take_while(|&y| row_uniform(y)).count() as u32;
+    let bottom = (0..max_dy).take_while(|&d| row_uniform(h - 1 - d)).count() as u32;
+    let left = (0..max_dx).take_while(|&x| col_uniform(x)).count() as u32;
+    let right = (0..max_dx).take_while(|&d| col_uniform(w - 1 - d)).count() as u32;
+    (left, top, w - left - right, h - top - bottom)
+}
+
+/// Max minus min of a run of values, ignoring the extreme 1% at each end so that a stray
+/// JPEG ringing pixel does not make a blank border look like content.
+fn spread(values: impl Iterator<Item = u8>) -> u8 {
+    let mut hist = [0u32; 256];
+    let mut n = 0u32;
+    for v in values {
+        hist[usize::from(v)] += 1;
+        n += 1;
+    }
+    let cut = n / 100;
+    let lo = quantile_index(hist.iter(), cut);
+    let hi = 255 - quantile_index(hist.iter().rev(), cut);
+    hi.saturating_sub(lo) as u8
+}
+
+/// Index of the first bin at which the running count exceeds `cut`.
+fn quantile_index<'a>(bins: impl Iterator<Item = &'a u32>, cut: u32) -> usize {
+    let mut acc = 0u32;
+    for (i, &c) in bins.enumerate() {
+        acc += c;
+        if acc > cut {
+            return i;
+        }
+    }
+    255
+}
+
+/// Classic histogram equalisation: `v -> round((cdf(v) - cdf_min) * 255 / (n - cdf_min))`,
+/// in integer arithmetic so that it is exact and the same everywhere.
+fn equalize(img: &mut GrayImage) {
+    let mut hist = [0u64; 256];
+    for &v in img.as_raw() {
+        hist[usize::from(v)] += 1;
+    }
+    let n: u64 = hist.iter().sum();
+    let cdf_min = hist.iter().copied().find(|&c| c > 0).unwrap_or(0);
+    if n == cdf_min {
+        // A flat image: nothing to spread. Map it to mid-gray.
+        img.pixels_mut().for_each(|p| p.0[0] = 128);
+        return;
+    }
+    let mut lut = [0u8; 256];
+    let mut cdf = 0u64;
+    for (v, &c) in hist.iter().enumerate() {
+        cdf += c;
+        let num = cdf.saturating_sub(cdf_min) * 255;
+        let den = n - cdf_min;
+        lut[v] = ((num + den / 2) / den) as u8;
+    }
+    img.pixels_mut()
+        .for_each(|p| p.0[0] = lut[usize::from(p.0[0])]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equalize_spreads_a_two_level_image() {
+        let mut img = GrayImage::from_fn(4, 4, |x, _| image::Luma([if x < 2 { 10 } else { 20 }]));
+        equalize(&mut img);
+        assert_eq!(img.get_pixel(0, 0).0[0], 0);
+        assert_eq!(img.get_pixel(3, 0).0[0], 255);
+    }
+
+    #[test]
+    fn flat_image_becomes_mid_gray() {
+        let mut img = GrayImage::from_pixel(3, 3, image::Luma([7]));
+        equalize(&mut img);
+        assert!(img.pixels().all(|p| p.0[0] == 128));
+    }
+
+    #[test]
+    fn black_frame_is_trimmed() {
+        // 100x100 noise-like content inside a 10 px black frame.
+        let img = GrayImage::from_fn(120, 120, |x, y| {
+            let inside = (10..110).contains(&x) && (10..110).contains(&y);
+            image::Luma([if inside {
+                ((x * 7 + y * 13) % 200) as u8 + 30
+            } else {
+                0
+            }])
+        });
+        assert_eq!(content_box(&img), (10, 10, 100, 100));
+    }
+
+    #[test]
+    fn trimming_is_bounded() {
+        let img = GrayImage::from_pixel(50, 40, image::Luma([0]));
+        let (x, y, w, h) = content_box(&img);
+        assert_eq!((x, y), (10, 8));
+        assert_eq!((w, h), (30, 24));
+    }
+
+    #[test]
+    fn tensor_is_normalised() {
+        let img = GrayImage::from_fn(2, 1, |x, _| image::Luma([if x == 0 { 0 } else { 255 }]));
+        let t = to_tensor_data(&img);
+        assert!((t[0] - (-MEAN / STD)).abs() < 1e-6);
+        assert!((t[1] - ((1.0 - MEAN) / STD)).abs() < 1e-6);
+    }
+}

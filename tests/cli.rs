@@ -1,0 +1,76 @@
+//! The `xray` binary as a user runs it.
+
+mod common;
+
+use std::process::Command;
+
+fn xray() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xray"))
+}
+
+#[test]
+fn predict_json_prints_one_object_per_image_and_goes_on_after_errors() {
+    let dir = std::env::temp_dir().join(format!("xray-cli-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("nested")).expect("mkdir");
+    std::fs::write(dir.join("nested/broken.png"), b"not a png").expect("write");
+    std::fs::write(dir.join("notes.txt"), b"ignored: not an image name").expect("write");
+    let fixtures = common::fixture_xrays();
+    std::fs::copy(&fixtures[0].path, dir.join("a.jpg")).expect("copy");
+    let out = xray()
+        .args(["predict", "--json"])
+        .arg(&dir)
+        .arg(dir.join("missing.jpg"))
+        .output()
+        .expect("run xray");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let good = &lines[0];
+    assert!(good["path"].as_str().expect("path").ends_with("a.jpg"));
+    assert_eq!(good["label"], fixtures[0].label.as_str());
+    let pc = good["probabilities"]["covid"].as_f64().expect("p");
+    let pn = good["probabilities"]["normal"].as_f64().expect("p");
+    assert!((pc + pn - 1.0).abs() < 1e-6);
+    assert_eq!(lines[1]["error"]["code"], "not_an_image");
+    assert_eq!(lines[2]["error"]["code"], "unreadable");
+    assert!(
+        out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains('\r'),
+        "no progress bar when stderr is not a terminal"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn predict_table_is_readable() {
+    let out = xray()
+        .args(["predict"])
+        .arg(common::fixtures().join("xrays/normal"))
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    assert!(stdout.starts_with("label"));
+    assert!(stdout.contains("normal"));
+    assert!(stdout.contains("not a medical device"));
+}
+
+#[test]
+fn a_run_that_cannot_run_fails() {
+    let out = xray()
+        .args(["predict"])
+        .env("XRAY_MODEL_PATH", "/nonexistent/model.onnx")
+        .arg(".")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let out = xray().args(["predict"]).output().expect("run");
+    assert!(!out.status.success(), "no paths is a usage error");
+}

@@ -1,0 +1,481 @@
+"""Evaluate the exported ONNX model on the held-out patients and write the model card.
+
+Runs the shipped file through onnxruntime (one thread), on the images `xray preprocess` wrote,
+so the figures are those of the artifact the service embeds. Writes:
+- model/model.json (machine-readable card) and model/README.md (the card people read);
+- model/roc.png, model/confusion.png, model/reliability.png, model/mistakes.png;
+- tests/fixtures/xrays/ (held-out X-rays with permissive licences) and
+  tests/fixtures/expected.json (onnxruntime's probabilities for them, for the Rust tests).
+
+    python training/evaluate.py --pre build/pre --data ../shared/data/cxr --model model
+"""
+import argparse
+import csv
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter, defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from train import LABELS, SEED, load_split, roc_auc  # noqa: E402
+
+NAME = "covid-xray-cnn"
+VERSION = "1.0.0"
+PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
+FIXTURES_PER_CLASS = 12
+
+
+def session(path):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def p_covid_of(sess, rows, mean, std):
+    out = []
+    for r in rows:
+        x = np.asarray(Image.open(r["pre"]), dtype=np.float32)[None, None] / 255.0
+        x = ((x - mean) / std).astype(np.float32)
+        out.append(float(sess.run(None, {"image": x})[0][0, 0]))
+    return np.array(out)
+
+
+def load_x(rows, mean, std):
+    x = np.stack([np.asarray(Image.open(r["pre"]), dtype=np.float32) for r in rows])[:, None] / 255.0
+    return ((x - mean) / std).astype(np.float32)
+
+
+def run_batch(sess, x):
+    return np.array([float(sess.run(None, {"image": x[i : i + 1]})[0][0, 0]) for i in range(len(x))])
+
+
+def hidden_region_auc(sess, rows, is_covid, mean, std):
+    """Shortcut probes: ROC-AUC when the lungs are hidden, and when only the lungs are shown.
+
+    A model that reads lungs should fall towards 0.5 with the centre hidden; a model that reads
+    borders, corners and markers keeps its AUC there. Hidden pixels are set to mid-gray, the
+    mean of an equalised image.
+    """
+    x = load_x(rows, mean, std)
+    s = x.shape[-1]
+    lo, hi = int(s * 0.2), int(s * 0.8)
+    centre_hidden = x.copy()
+    centre_hidden[:, :, lo:hi, lo:hi] = (0.5 - mean) / std
+    frame_hidden = np.full_like(x, (0.5 - mean) / std)
+    frame_hidden[:, :, lo:hi, lo:hi] = x[:, :, lo:hi, lo:hi]
+    return {
+        "centre_60pct_hidden": roc_auc(run_batch(sess, centre_hidden), is_covid),
+        "frame_hidden_centre_60pct_shown": roc_auc(run_batch(sess, frame_hidden), is_covid),
+    }
+
+
+def occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, out, data_dir):
+    """Where the model looks: the drop in P(true class) when a patch is grayed, for 6 test films."""
+    picks = [i for i in range(len(rows)) if is_covid[i]][:3] + [i for i in range(len(rows)) if not is_covid[i]][:3]
+    x = load_x([rows[i] for i in picks], mean, std)
+    s, patch, stride = x.shape[-1], 32, 16
+    fig, axes = plt.subplots(2, 3, figsize=(9, 6.4))
+    for ax, k, i in zip(axes.flat, range(len(picks)), picks):
+        base = p[i] if is_covid[i] else 1 - p[i]
+        n = (s - patch) // stride + 1
+        heat = np.zeros((s, s))
+        count = np.zeros((s, s))
+        for yy in range(n):
+            for xx in range(n):
+                z = x[k : k + 1].copy()
+                z[:, :, yy * stride : yy * stride + patch, xx * stride : xx * stride + patch] = (0.5 - mean) / std
+                q = float(sess.run(None, {"image": z})[0][0, 0])
+                q = q if is_covid[i] else 1 - q
+                heat[yy * stride : yy * stride + patch, xx * stride : xx * stride + patch] += base - q
+                count[yy * stride : yy * stride + patch, xx * stride : xx * stride + patch] += 1
+        heat /= np.maximum(count, 1)
+        ax.imshow(x[k, 0], cmap="gray")
+        ax.imshow(np.clip(heat, 0, None), cmap="jet", alpha=0.4)
+        ax.set_title(f"{rows[i]['label']} ({rows[i]['source']})\nP(covid)={p[i]:.2f}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("Occlusion sensitivity: red = hiding this patch lowers P(true class)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "attention.png"), dpi=90)
+    plt.close(fig)
+
+
+def metrics(p, is_covid, threshold):
+    pred = p >= threshold
+    tp = int((pred & is_covid).sum())
+    fn = int((~pred & is_covid).sum())
+    tn = int((~pred & ~is_covid).sum())
+    fp = int((pred & ~is_covid).sum())
+    sens = tp / max(tp + fn, 1)
+    spec = tn / max(tn + fp, 1)
+    prec = tp / max(tp + fp, 1)
+    return {
+        "n": int(len(p)),
+        "confusion": {"covid_as_covid": tp, "covid_as_normal": fn, "normal_as_covid": fp, "normal_as_normal": tn},
+        "accuracy": (tp + tn) / len(p),
+        "balanced_accuracy": 0.5 * (sens + spec),
+        "sensitivity": sens,
+        "specificity": spec,
+        "precision": prec,
+        "f1": 2 * prec * sens / max(prec + sens, 1e-12),
+        "roc_auc": roc_auc(p, is_covid),
+        "ece": ece(p, is_covid),
+    }
+
+
+def ece(p, is_covid, bins=10):
+    """Expected calibration error of P(covid): sum over equal-width bins of |mean p - fraction covid|, weighted."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() / len(p) * abs(p[m].mean() - is_covid[m].mean())
+    return float(total)
+
+
+def bootstrap_ci(p, is_covid, groups, threshold, n=1000):
+    """95% intervals by resampling patients (groups), not images."""
+    rng = np.random.default_rng(SEED)
+    by_group = defaultdict(list)
+    for i, g in enumerate(groups):
+        by_group[g].append(i)
+    keys = list(by_group)
+    stats = defaultdict(list)
+    for _ in range(n):
+        idx = np.concatenate([by_group[keys[k]] for k in rng.integers(0, len(keys), len(keys))])
+        m = metrics(p[idx], is_covid[idx], threshold)
+        for k in ("balanced_accuracy", "sensitivity", "specificity", "roc_auc"):
+            stats[k].append(m[k])
+    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in stats.items()}
+
+
+def plots(out, p, is_covid, threshold, m, rows, data_dir):
+    # ROC
+    order = np.argsort(-p)
+    tps = np.cumsum(is_covid[order]) / is_covid.sum()
+    fps = np.cumsum(~is_covid[order]) / (~is_covid).sum()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(np.r_[0, fps], np.r_[0, tps], lw=2, label=f"AUC {m['roc_auc']:.3f}")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.scatter([1 - m["specificity"]], [m["sensitivity"]], c="red", zorder=3, label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity (COVID-19)", title="ROC, held-out patients")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "roc.png"), dpi=110)
+    plt.close(fig)
+    # Confusion matrix
+    c = m["confusion"]
+    mat = np.array([[c["covid_as_covid"], c["covid_as_normal"]], [c["normal_as_covid"], c["normal_as_normal"]]])
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    ax.imshow(mat, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=16, color="white" if mat[i, j] > mat.max() / 2 else "black")
+    ax.set_xticks([0, 1], ["covid", "normal"])
+    ax.set_yticks([0, 1], ["covid", "normal"])
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix, held-out patients")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "confusion.png"), dpi=110)
+    plt.close(fig)
+    # Reliability
+    edges = np.linspace(0, 1, 11)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, 9)
+    xs, ys, ns = [], [], []
+    for b in range(10):
+        sel = idx == b
+        if sel.any():
+            xs.append(p[sel].mean())
+            ys.append(is_covid[sel].mean())
+            ns.append(sel.sum())
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
+    ax.plot(xs, ys, "o-", label=f"model (ECE {m['ece']:.3f})")
+    for x, y, n in zip(xs, ys, ns):
+        ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xlabel="predicted P(covid)", ylabel="observed fraction covid", title="Reliability, held-out patients")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "reliability.png"), dpi=110)
+    plt.close(fig)
+    # Worst mistakes: the most confident wrong answers (or the least confident right ones).
+    truth = is_covid.astype(float)
+    loss = -np.log(np.clip(np.where(is_covid, p, 1 - p), 1e-7, 1))
+    worst = np.argsort(-loss)[:8]
+    fig, axes = plt.subplots(2, 4, figsize=(10, 5.6))
+    for ax, i in zip(axes.flat, worst):
+        r = rows[i]
+        ax.imshow(Image.open(os.path.join(data_dir, r["file"])).convert("L"), cmap="gray")
+        pred = "covid" if p[i] >= threshold else "normal"
+        ok = "right" if (pred == "covid") == bool(truth[i]) else "WRONG"
+        ax.set_title(f"true {r['label']}, said {pred} ({ok})\nP(covid)={p[i]:.2f}  {r['source']}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("Hardest held-out X-rays (highest loss)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "mistakes.png"), dpi=90)
+    plt.close(fig)
+
+
+def breakdown(rows, p, is_covid, threshold, key):
+    out = {}
+    for value in sorted({r[key] or "unknown" for r in rows}):
+        sel = np.array([(r[key] or "unknown") == value for r in rows])
+        pred = p[sel] >= threshold
+        out[value] = {"n": int(sel.sum()), "accuracy": float((pred == is_covid[sel]).mean())}
+    return out
+
+
+def pick_fixtures(rows, p, is_covid, threshold):
+    """Held-out images the model gets right, from permissively licensed sources, spread over sources."""
+    chosen = []
+    for label in LABELS:
+        by_source = defaultdict(list)
+        for i, r in enumerate(rows):
+            right = (p[i] >= threshold) == is_covid[i]
+            if r["label"] == label and right and r["license"].startswith(PERMISSIVE):
+                by_source[r["source"]].append(i)
+        picked = []
+        while len(picked) < FIXTURES_PER_CLASS and any(by_source.values()):
+            for s in sorted(by_source):
+                if by_source[s] and len(picked) < FIXTURES_PER_CLASS:
+                    picked.append(by_source[s].pop(0))
+        chosen += picked
+    return chosen
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="../shared/data/cxr")
+    ap.add_argument("--pre", default="build/pre")
+    ap.add_argument("--split", default="training/split.csv")
+    ap.add_argument("--model", default="model")
+    ap.add_argument("--fixtures", default="tests/fixtures")
+    args = ap.parse_args()
+
+    training = json.load(open(os.path.join(args.model, "training.json")))
+    params = training["preprocess"]
+    mean, std, threshold = params["mean"], params["std"], training["threshold"]
+    onnx_path = os.path.join(args.model, "xray.onnx")
+    sess = session(onnx_path)
+    splits = load_split(args.data, args.pre, args.split)
+
+    results = {}
+    for split in ("val", "test"):
+        rows = splits[split]
+        p = p_covid_of(sess, rows, mean, std)
+        is_covid = np.array([r["label"] == "covid" for r in rows])
+        results[split] = (rows, p, is_covid)
+    rows, p, is_covid = results["test"]
+    test = metrics(p, is_covid, threshold)
+    test["ci95"] = bootstrap_ci(p, is_covid, [r["group"] for r in rows], threshold)
+    test["by_source"] = breakdown(rows, p, is_covid, threshold, "source")
+    test["by_view"] = breakdown(rows, p, is_covid, threshold, "view")
+    test["shortcut_probes_roc_auc"] = hidden_region_auc(sess, rows, is_covid, mean, std)
+    occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, args.model, args.data)
+    val = metrics(results["val"][1], results["val"][2], threshold)
+    plots(args.model, p, is_covid, threshold, test, rows, args.data)
+
+    all_rows = [r for s in splits.values() for r in s]
+    summary = {
+        split: dict(Counter(r["label"] for r in rs)) | {"patients": len({r["group"] for r in rs})}
+        for split, rs in splits.items()
+    }
+    by_source = Counter((r["source"], r["label"]) for r in all_rows)
+    onnx_bytes = open(onnx_path, "rb").read()
+    card = {
+        "name": NAME,
+        "version": VERSION,
+        "file": "xray.onnx",
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "size_bytes": len(onnx_bytes),
+        "format": "ONNX, opset 17, float32",
+        "labels": LABELS,
+        "input": {
+            "name": "image",
+            "shape": [1, 1, params["input_size"], params["input_size"]],
+            "layout": "NCHW",
+            "size": params["input_size"],
+            "preprocess": params["version"],
+            "normalisation": f"(v / 255 - {mean}) / {std}",
+        },
+        "output": {"name": "probabilities", "shape": [1, 2], "meaning": "[P(covid), P(normal)], temperature-scaled softmax"},
+        "threshold": threshold,
+        "threshold_rule": training["threshold_rule"],
+        "temperature": training["temperature"],
+        "metrics": {"test": test, "validation": val},
+        "data": {
+            "pool": "../shared/data/cxr (1,706 frontal chest X-rays)",
+            "split": "by patient group, per source, 70/15/15, seed %d (training/split.csv)" % SEED,
+            "splits": summary,
+            "sources": {f"{s}/{l}": n for (s, l), n in sorted(by_source.items())},
+        },
+        "training": {k: training[k] for k in ("seed", "epochs", "best_epoch", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch")},
+        "licences": (
+            "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
+            "non-commercial (CC BY-NC-SA) or no-derivatives (CC BY-NC-ND); COVID-CXNet is CC BY 4.0; "
+            "NIH ChestX-ray14 is free to use citing Wang et al. 2017; Kermany et al. 2018 is CC BY 4.0. "
+            "Because part of the training data is non-commercial, use this model for education and "
+            "research only."
+        ),
+        "intended_use": "Education and research only. Not a medical device; not for diagnosis, treatment or triage.",
+    }
+    json.dump(card, open(os.path.join(args.model, "model.json"), "w"), indent=2)
+    write_card_readme(args.model, card)
+
+    # Fixtures for the Rust tests.
+    fixture_dir = os.path.join(args.fixtures, "xrays")
+    shutil.rmtree(fixture_dir, ignore_errors=True)
+    expected = {}
+    for i in pick_fixtures(rows, p, is_covid, threshold):
+        r = rows[i]
+        name = f"{r['label']}/{r['source']}-{os.path.basename(r['file'])}"
+        os.makedirs(os.path.join(fixture_dir, r["label"]), exist_ok=True)
+        shutil.copy(os.path.join(args.data, r["file"]), os.path.join(fixture_dir, name))
+        expected[name] = {"label": r["label"], "p_covid": p[i], "source": r["source"], "license": r["license"], "manifest_file": r["file"]}
+    json.dump({"model_sha256": card["sha256"], "threshold": threshold, "images": expected}, open(os.path.join(args.fixtures, "expected.json"), "w"), indent=2)
+    print(json.dumps({k: test[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "roc_auc", "ece")}, indent=1))
+    print("by source", json.dumps(test["by_source"]))
+
+
+def write_card_readme(out, card):
+    t = card["metrics"]["test"]
+    c = t["confusion"]
+    ci = t["ci95"]
+    v = card["metrics"]["validation"]
+    src = "\n".join(f"| {k} | {n} |" for k, n in card["data"]["sources"].items())
+    splits = "\n".join(
+        f"| {s} | {d.get('covid', 0)} | {d.get('normal', 0)} | {d['patients']} |" for s, d in card["data"]["splits"].items()
+    )
+    per_source = "\n".join(f"| {s} | {d['n']} | {d['accuracy']:.3f} |" for s, d in t["by_source"].items())
+    per_view = "\n".join(f"| {s} | {d['n']} | {d['accuracy']:.3f} |" for s, d in t["by_view"].items())
+    text = f"""# Model card: {card['name']} {card['version']}
+
+> **Educational software, not a medical device.** Never use it to diagnose, treat or triage
+> anyone. Part of the training data is licensed for non-commercial use only.
+
+This file is written by `training/evaluate.py`; edit that script, not this file.
+
+| | |
+|---|---|
+| file | `model/{card['file']}` ({card['size_bytes']:,} bytes) |
+| sha256 | `{card['sha256']}` |
+| format | {card['format']} |
+| input | `{card['input']['name']}` {card['input']['shape']} {card['input']['layout']}, preprocessing `{card['input']['preprocess']}`, then {card['input']['normalisation']} |
+| output | `{card['output']['name']}` {card['output']['shape']}: {card['output']['meaning']} |
+| labels | {', '.join(card['labels'])} |
+| decision | `covid` when P(covid) >= **{card['threshold']:.4f}**; threshold {card['threshold_rule']} |
+| calibration | temperature scaling, T = {card['temperature']:.3f}, fitted on validation patients (NLL) |
+
+## Held-out patients (test split, never used for any choice)
+
+{t['n']} X-rays of patients that appear in neither training nor validation. 95% intervals come
+from 1,000 bootstrap resamples of patients.
+
+| metric | value | 95% CI |
+|---|---|---|
+| accuracy | {t['accuracy']:.3f} | |
+| balanced accuracy | {t['balanced_accuracy']:.3f} | {ci['balanced_accuracy'][0]:.3f} to {ci['balanced_accuracy'][1]:.3f} |
+| sensitivity (COVID-19) | {t['sensitivity']:.3f} | {ci['sensitivity'][0]:.3f} to {ci['sensitivity'][1]:.3f} |
+| specificity | {t['specificity']:.3f} | {ci['specificity'][0]:.3f} to {ci['specificity'][1]:.3f} |
+| F1 (COVID-19) | {t['f1']:.3f} | |
+| ROC-AUC | {t['roc_auc']:.4f} | {ci['roc_auc'][0]:.4f} to {ci['roc_auc'][1]:.4f} |
+| expected calibration error (P(covid), 10 bins) | {t['ece']:.3f} | |
+
+Confusion matrix (rows: truth): covid -> covid {c['covid_as_covid']}, covid -> normal {c['covid_as_normal']},
+normal -> covid {c['normal_as_covid']}, normal -> normal {c['normal_as_normal']}.
+
+Validation (used to pick the epoch, the temperature and the threshold): balanced accuracy
+{v['balanced_accuracy']:.3f}, ROC-AUC {v['roc_auc']:.4f}, ECE {v['ece']:.3f}.
+
+![ROC curve](roc.png) ![Confusion matrix](confusion.png) ![Reliability diagram](reliability.png)
+
+![Hardest held-out X-rays](mistakes.png)
+
+### Does it read the lungs? Shortcut probes (test)
+
+| input | ROC-AUC |
+|---|---|
+| whole image | {t['roc_auc']:.4f} |
+| central 60% hidden (lungs gone, borders and corners kept) | {t['shortcut_probes_roc_auc']['centre_60pct_hidden']:.4f} |
+| only the central 60% shown | {t['shortcut_probes_roc_auc']['frame_hidden_centre_60pct_shown']:.4f} |
+
+A model that reads the lungs should fall towards 0.5 in the second row and keep most of its
+AUC in the third. The second row well above 0.5 means the corners and edges still carry
+collection cues it uses.
+
+![Occlusion sensitivity](attention.png)
+
+### By source and view (test)
+
+| source | n | accuracy |
+|---|---|---|
+{per_source}
+
+| view | n | accuracy |
+|---|---|---|
+{per_view}
+
+## Read these figures with care
+
+The two classes come from different collections: every adult normal is an NIH film, every
+child is a Guangzhou normal, and every COVID-19 film comes from papers, Radiopaedia and
+hospital uploads. A model can score well here by recognising the collection rather than the
+lungs, and a patient-level split does not remove that. The training pipeline fights the known
+shortcuts (uniform borders are trimmed; every film is resized to a square and
+histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and
+noise, flips side markers, and paints text-like boxes on both classes), but **expect lower
+figures on X-rays from hospitals that are not in this pool**, and treat these numbers as an
+upper bound.
+
+## Preprocessing (one implementation, `src/preprocess.rs`, used by serving and training)
+
+1. Sniff the format from the bytes; JPEG and PNG only. Refuse over-size dimensions from the
+   header, before decoding.
+2. Decode (8- or 16-bit; gray, RGB, RGBA, palette), apply EXIF orientation, convert to 8-bit luma.
+3. Trim uniform borders (rows/columns whose values span <= 12 gray levels; at most 20% a side).
+4. Resize to {card['input']['size']}x{card['input']['size']} (triangle filter), ignoring aspect ratio.
+5. Histogram-equalise.
+6. Normalise: {card['input']['normalisation']}, NCHW.
+
+Training reads the output of step 5, written by `xray preprocess`, and augments on top of it.
+
+## Training data
+
+| split | covid | normal | patients |
+|---|---|---|---|
+{splits}
+
+| source/label | images |
+|---|---|
+{src}
+
+Split: {card['data']['split']}. Training: {card['training']['epochs']} epochs on {card['training']['threads']} CPU threads
+({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} by validation AUC;
+{card['training']['optimizer']}; {card['training']['loss']}; torch {card['training']['torch']}.
+
+## Licences and citation
+
+{card['licences']}
+
+Sources: Cohen et al., COVID-19 image data collection (ieee8023/covid-chestxray-dataset);
+Haghanifar et al., COVID-CXNet; Wang et al. 2017, ChestX-ray8/14 (NIH Clinical Center);
+Kermany et al. 2018, Cell (Guangzhou Women and Children's Medical Center).
+
+## Intended use
+
+{card['intended_use']}
+"""
+    open(os.path.join(out, "README.md"), "w").write(text)
+
+
+if __name__ == "__main__":
+    main()
