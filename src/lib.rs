@@ -7,11 +7,18 @@
 //! The library holds everything that can be tested without AWS Lambda:
 //! - [`preprocess`]: the one preprocessing path, shared by serving and training;
 //! - [`model`]: the [`Classifier`], an ONNX CNN run by tract, loaded once and shared;
-//! - [`error`]: typed errors with stable codes.
+//! - [`error`]: typed errors with stable codes;
+//! - [`app`] and [`contract`]: the HTTP routes and their JSON, one service for Lambda and for
+//!   the [`local`] server;
+//! - [`source`]: where S3-referenced images come from.
 
+pub mod app;
+pub mod contract;
 pub mod error;
+pub mod local;
 pub mod model;
 pub mod preprocess;
+pub mod source;
 
 pub use error::Error;
 pub use model::{Classifier, Label, ModelInfo, Prediction, Probabilities};

@@ -1,0 +1,540 @@
+//! The HTTP routes as one service. Lambda (through `lambda_http`) and the local server both
+//! call [`App::handle`], so there is one router and one behaviour to test.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | the upload page |
+//! | `GET /health` | model identity and threshold |
+//! | `POST /predict` | a prediction, from JSON base64, a raw image body, or an S3 reference |
+//!
+//! Every failure is a 4xx `Response` with a JSON body, never an `Err`: an `Err` returned to
+//! `lambda_http` reaches the caller as API Gateway's opaque 500/502.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use crate::contract::{ApiError, Health, PredictRequest, PredictResponse, TimingMs};
+use crate::model::{Classifier, Prediction};
+use crate::source::{ObjectStore, StoreError};
+
+/// The upload page, served at `GET /`.
+pub const PAGE: &str = include_str!("page.html");
+
+/// API Gateway's synchronous Lambda payload limit.
+pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+
+/// Settings of the HTTP service, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `Access-Control-Allow-Origin` to send; `None` sends no CORS headers
+    /// (`XRAY_CORS_ALLOW_ORIGIN`).
+    pub cors_allow_origin: Option<String>,
+    /// Largest request body in bytes (`XRAY_MAX_BODY_BYTES`, default 6 MB).
+    pub max_body_bytes: usize,
+    /// Buckets that S3 references may name (`XRAY_ALLOWED_BUCKETS`, comma-separated); empty
+    /// means S3 references are refused.
+    pub allowed_buckets: Vec<String>,
+    /// Largest S3 object to read, in bytes (`XRAY_MAX_OBJECT_BYTES`, default 20 MB).
+    pub max_object_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cors_allow_origin: None,
+            max_body_bytes: LAMBDA_PAYLOAD_LIMIT,
+            allowed_buckets: Vec::new(),
+            max_object_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the `XRAY_*` variables; unset or unparsable ones keep their defaults.
+    pub fn from_env() -> Config {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::from_env`], from any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Config {
+        let d = Config::default();
+        Config {
+            cors_allow_origin: get("XRAY_CORS_ALLOW_ORIGIN").filter(|s| !s.trim().is_empty()),
+            max_body_bytes: get("XRAY_MAX_BODY_BYTES")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(d.max_body_bytes),
+            allowed_buckets: get("XRAY_ALLOWED_BUCKETS")
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|b| !b.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_object_bytes: get("XRAY_MAX_OBJECT_BYTES")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(d.max_object_bytes),
+        }
+    }
+}
+
+/// The service: a classifier built once, settings, and optionally an object store.
+#[derive(Clone)]
+pub struct App {
+    classifier: Classifier,
+    config: Arc<Config>,
+    store: Option<Arc<dyn ObjectStore>>,
+}
+
+/// Where the bytes of a predict request come from.
+enum ImageSource {
+    Inline(Vec<u8>),
+    S3 { bucket: String, key: String },
+}
+
+impl App {
+    /// A service without an object store (S3 references answer 503 if allowed at all).
+    pub fn new(classifier: Classifier, config: Config) -> App {
+        App {
+            classifier,
+            config: Arc::new(config),
+            store: None,
+        }
+    }
+
+    /// Adds the store S3 references are read from.
+    pub fn with_store(mut self, store: Arc<dyn ObjectStore>) -> App {
+        self.store = Some(store);
+        self
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The classifier this service shares across requests.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// Handles one request. Never fails and never panics on caller input.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request_id(&req);
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (result, label) = match (path.as_str(), &method) {
+            ("/", &Method::GET | &Method::HEAD) => (Ok(html(PAGE)), None),
+            ("/health", &Method::GET | &Method::HEAD) => (Ok(self.health()), None),
+            ("/predict", &Method::POST) => match self.predict(req, &request_id, started).await {
+                Ok((resp, p)) => (Ok(resp), Some(p.label.as_str())),
+                Err(e) => (Err(e), None),
+            },
+            (_, &Method::OPTIONS) if known_path(&path) => (Ok(preflight(&path)), None),
+            _ if known_path(&path) => (
+                Err(ApiError::new(
+                    405,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on {path}; use {}", allowed(&path)),
+                )),
+                None,
+            ),
+            _ => (
+                Err(ApiError::new(
+                    404,
+                    "not_found",
+                    format!("no route {path}; try POST /predict, GET /health or GET /"),
+                )),
+                None,
+            ),
+        };
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => error_response(&e, &path),
+        };
+        self.add_common_headers(&mut response, &request_id);
+        let status = response.status().as_u16();
+        let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        if status >= 500 {
+            tracing::error!(request_id, %method, path, status, total_ms, "request");
+        } else {
+            tracing::info!(request_id, %method, path, status, label, total_ms, "request");
+        }
+        response
+    }
+
+    fn health(&self) -> Response<Body> {
+        json_response(
+            StatusCode::OK,
+            &Health {
+                status: "ok",
+                model: self.classifier.info().clone(),
+                threshold: self.classifier.threshold(),
+                plans_built: Classifier::plans_built(),
+                disclaimer: crate::DISCLAIMER,
+            },
+        )
+    }
+
+    async fn predict(
+        &self,
+        req: Request,
+        request_id: &str,
+        started: Instant,
+    ) -> Result<(Response<Body>, Prediction), ApiError> {
+        let content_type = media_type(&req);
+        let body = req.into_body();
+        if body.len() > self.config.max_body_bytes {
+            return Err(ApiError::new(
+                413,
+                "payload_too_large",
+                format!(
+                    "the body is {} bytes, over the limit of {}; send large X-rays by S3 reference",
+                    body.len(),
+                    self.config.max_body_bytes
+                ),
+            ));
+        }
+        let source = parse_predict_body(content_type.as_deref(), body)?;
+        let bytes = match source {
+            ImageSource::Inline(bytes) => bytes,
+            ImageSource::S3 { bucket, key } => self.fetch_s3(&bucket, &key).await?,
+        };
+        let classifier = self.classifier.clone();
+        let prediction = tokio::task::spawn_blocking(move || classifier.classify(&bytes))
+            .await
+            .map_err(|e| ApiError::new(500, "internal_error", format!("worker failed: {e}")))?
+            .map_err(ApiError::from)?;
+        let timing_ms = TimingMs {
+            decode: prediction.timings.decode,
+            inference: prediction.timings.inference,
+            total: started.elapsed().as_secs_f64() * 1e3,
+        };
+        tracing::debug!(
+            request_id,
+            decode_ms = timing_ms.decode,
+            inference_ms = timing_ms.inference,
+            "classified"
+        );
+        let body = PredictResponse {
+            prediction: prediction.clone(),
+            timing_ms,
+            request_id: request_id.to_string(),
+            disclaimer: crate::DISCLAIMER,
+        };
+        Ok((json_response(StatusCode::OK, &body), prediction))
+    }
+
+    async fn fetch_s3(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ApiError> {
+        if self.config.allowed_buckets.is_empty() {
+            return Err(ApiError::new(
+                403,
+                "s3_not_enabled",
+                "S3 references are disabled on this deployment (XRAY_ALLOWED_BUCKETS is unset)",
+            ));
+        }
+        if !self.config.allowed_buckets.iter().any(|b| b == bucket) {
+            return Err(ApiError::new(
+                403,
+                "bucket_not_allowed",
+                format!("bucket '{bucket}' is not in the allowed list"),
+            ));
+        }
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| ApiError::new(503, "s3_unavailable", "no S3 client is configured"))?;
+        store
+            .get(bucket, key, self.config.max_object_bytes)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => {
+                    ApiError::new(404, "s3_object_not_found", "no such S3 object")
+                }
+                StoreError::AccessDenied => {
+                    ApiError::new(403, "s3_access_denied", "S3 denied access to the object")
+                }
+                e @ StoreError::TooLarge { .. } => {
+                    ApiError::new(413, "s3_object_too_large", e.to_string())
+                }
+                StoreError::Transient(m) => ApiError::new(
+                    503,
+                    "s3_unavailable",
+                    format!("S3 could not be read, try again: {m}"),
+                ),
+            })
+    }
+
+    fn add_common_headers(&self, response: &mut Response<Body>, request_id: &str) {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            headers.insert("x-request-id", v);
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        if let Some(origin) = &self.config.cors_allow_origin
+            && let Ok(v) = HeaderValue::from_str(origin)
+        {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+        }
+    }
+}
+
+fn known_path(path: &str) -> bool {
+    matches!(path, "/" | "/health" | "/predict")
+}
+
+fn allowed(path: &str) -> &'static str {
+    match path {
+        "/predict" => "POST, OPTIONS",
+        _ => "GET, HEAD, OPTIONS",
+    }
+}
+
+fn preflight(path: &str) -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed(path)));
+    r
+}
+
+/// The request id: Lambda's when on Lambda, otherwise a fresh UUID.
+fn request_id(req: &Request) -> String {
+    req.lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The media type of the body, lower-cased, without parameters.
+fn media_type(req: &Request) -> Option<String> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_predict_body(content_type: Option<&str>, body: Body) -> Result<ImageSource, ApiError> {
+    let is_json = |t: &str| t == "application/json" || t.ends_with("+json");
+    match content_type {
+        Some(t) if is_json(t) => parse_json_body(&body),
+        Some("image/jpeg" | "image/png" | "application/octet-stream") => {
+            Ok(ImageSource::Inline(body_bytes(body)))
+        }
+        Some(other) => Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            format!(
+                "Content-Type '{other}' is not accepted; use application/json, image/jpeg, image/png or application/octet-stream"
+            ),
+        )),
+        None => Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "a Content-Type header is required: application/json, image/jpeg, image/png or application/octet-stream",
+        )),
+    }
+}
+
+fn body_bytes(body: Body) -> Vec<u8> {
+    match body {
+        Body::Empty => Vec::new(),
+        Body::Text(s) => s.into_bytes(),
+        Body::Binary(b) => b,
+        // `Body` is non-exhaustive upstream; treat anything new as its bytes.
+        #[allow(unreachable_patterns)]
+        other => other.to_vec(),
+    }
+}
+
+fn parse_json_body(body: &Body) -> Result<ImageSource, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "the request body is empty; send {\"image\": \"<base64>\"} or {\"s3\": ...}",
+        ));
+    }
+    let req: PredictRequest = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("the JSON has the wrong shape: {e}"),
+            )
+        } else {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        }
+    })?;
+    match (req.image, req.s3) {
+        (Some(image), None) => decode_image_field(&image).map(ImageSource::Inline),
+        (None, Some(s3)) => {
+            let (bucket, key) = s3.parts()?;
+            Ok(ImageSource::S3 { bucket, key })
+        }
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "ambiguous_source",
+            "send either \"image\" or \"s3\", not both",
+        )),
+        (None, None) => Err(ApiError::bad_request(
+            "missing_image",
+            "the JSON needs an \"image\" (base64) or an \"s3\" reference",
+        )),
+    }
+}
+
+/// Decodes the `image` field: plain base64 (standard or URL-safe alphabet, padding optional,
+/// whitespace ignored) or a `data:image/...;base64,` URL.
+fn decode_image_field(field: &str) -> Result<Vec<u8>, ApiError> {
+    let payload = match field.strip_prefix("data:") {
+        Some(rest) => {
+            let (meta, data) = rest.split_once(',').ok_or_else(|| {
+                ApiError::bad_request("bad_data_url", "a data URL needs a comma before its data")
+            })?;
+            let mut parts = meta.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            if !parts.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
+                return Err(ApiError::bad_request(
+                    "bad_data_url",
+                    "only base64 data URLs are accepted",
+                ));
+            }
+            if !media.starts_with("image/") {
+                return Err(ApiError::new(
+                    415,
+                    "unsupported_media_type",
+                    format!("the data URL's media type '{media}' is not an image"),
+                ));
+            }
+            data
+        }
+        None => field,
+    };
+    let compact: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    if compact.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_input",
+            "the \"image\" field is empty",
+        ));
+    }
+    let config = base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+    let standard = base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, config);
+    let url_safe = base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, config);
+    standard
+        .decode(&compact)
+        .or_else(|_| url_safe.decode(&compact))
+        .map_err(|e| {
+            ApiError::bad_request("bad_base64", format!("\"image\" is not valid base64: {e}"))
+        })
+}
+
+fn html(page: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::Text(page.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let text = serde_json::to_string(value).unwrap_or_else(|e| {
+        format!(r#"{{"error":{{"code":"internal_error","message":"serialising the answer failed: {e}"}}}}"#)
+    });
+    let mut r = Response::new(Body::Text(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error_response(e: &ApiError, path: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = json_response(status, &e.body());
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allowed(path)));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls_and_alphabets() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode([0xFBu8, 0xFF, 0x01]);
+        assert_eq!(
+            decode_image_field(&b64).expect("std"),
+            vec![0xFB, 0xFF, 0x01]
+        );
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xFBu8, 0xFF, 0x01]);
+        assert_eq!(
+            decode_image_field(&url).expect("url-safe"),
+            vec![0xFB, 0xFF, 0x01]
+        );
+        let data = format!("data:image/png;base64,{b64}");
+        assert_eq!(
+            decode_image_field(&data).expect("data url"),
+            vec![0xFB, 0xFF, 0x01]
+        );
+        assert_eq!(
+            decode_image_field("data:text/plain;base64,AAAA")
+                .expect_err("415")
+                .status,
+            415
+        );
+        assert_eq!(
+            decode_image_field("data:image/png,AAAA")
+                .expect_err("400")
+                .code,
+            "bad_data_url"
+        );
+        assert_eq!(
+            decode_image_field("@@@").expect_err("400").code,
+            "bad_base64"
+        );
+    }
+
+    #[test]
+    fn config_from_lookup() {
+        let c = Config::from_lookup(|k| match k {
+            "XRAY_ALLOWED_BUCKETS" => Some(" a, b ,,".into()),
+            "XRAY_MAX_BODY_BYTES" => Some("nonsense".into()),
+            _ => None,
+        });
+        assert_eq!(c.allowed_buckets, vec!["a", "b"]);
+        assert_eq!(c.max_body_bytes, LAMBDA_PAYLOAD_LIMIT);
+        assert_eq!(c.cors_allow_origin, None);
+    }
+}

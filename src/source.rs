@@ -1,0 +1,43 @@
+//! Where image bytes come from when a request names an object instead of carrying it.
+//!
+//! Handlers take an [`ObjectStore`] so tests can give them a real local S3 server, and `main`
+//! wires up the AWS one.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an object could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No such bucket or key.
+    #[error("no such object")]
+    NotFound,
+    /// The store refused access.
+    #[error("access to the object was denied")]
+    AccessDenied,
+    /// The object is larger than the caller may read.
+    #[error("the object is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// Object size, when known.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The store failed or could not be reached; worth retrying.
+    #[error("the object store failed: {0}")]
+    Transient(String),
+}
+
+/// Reads objects, refusing any larger than `max_bytes` before downloading their body.
+pub trait ObjectStore: Send + Sync {
+    /// The whole object, at most `max_bytes` long.
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
+}
