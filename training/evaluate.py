@@ -330,6 +330,7 @@ def main():
     }
     json.dump(card, open(os.path.join(args.model, "model.json"), "w"), indent=2)
     write_card_readme(args.model, card)
+    update_readme_headline("README.md", card)
 
     # Fixtures for the Rust tests.
     fixture_dir = os.path.join(args.fixtures, "xrays")
@@ -342,8 +343,48 @@ def main():
         shutil.copy(os.path.join(args.data, r["file"]), os.path.join(fixture_dir, name))
         expected[name] = {"label": r["label"], "p_covid": p[i], "source": r["source"], "license": r["license"], "manifest_file": r["file"]}
     json.dump({"model_sha256": card["sha256"], "threshold": threshold, "images": expected}, open(os.path.join(args.fixtures, "expected.json"), "w"), indent=2)
+    lines = [
+        "# Test fixtures",
+        "",
+        "Written by `training/evaluate.py`. Held-out (test-split) X-rays from the pool that the",
+        "committed model labels correctly, taken only from permissively licensed sources, with",
+        "onnxruntime's P(covid) for each in `expected.json`. The model's errors on the test split",
+        "are in the model card; these files check that serving reproduces training, not accuracy.",
+        "",
+        "| file | label | source | licence | pool file |",
+        "|---|---|---|---|---|",
+    ]
+    for name, e in sorted(expected.items()):
+        lines.append(f"| `xrays/{name}` | {e['label']} | {e['source']} | {e['license']} | `{e['manifest_file']}` |")
+    open(os.path.join(args.fixtures, "README.md"), "w").write("\n".join(lines) + "\n")
     print(json.dumps({k: test[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "roc_auc", "ece")}, indent=1))
     print("by source", json.dumps(test["by_source"]))
+
+
+def update_readme_headline(readme, card):
+    """Rewrites the figures between the model-card markers in the top-level README."""
+    if not os.path.exists(readme):
+        return
+    t = card["metrics"]["test"]
+    probes = t["shortcut_probes_roc_auc"]
+    block = (
+        "<!-- model-card:start (written by training/evaluate.py) -->\n"
+        f"| held-out patients (n={t['n']}) | value |\n|---|---|\n"
+        f"| balanced accuracy | {t['balanced_accuracy']:.3f} |\n"
+        f"| sensitivity (COVID-19) | {t['sensitivity']:.3f} |\n"
+        f"| specificity | {t['specificity']:.3f} |\n"
+        f"| ROC-AUC | {t['roc_auc']:.4f} |\n"
+        f"| expected calibration error | {t['ece']:.3f} |\n"
+        f"| ROC-AUC with the central 60% hidden (shortcut probe; 0.5 is ideal) | {probes['centre_60pct_hidden']:.4f} |\n\n"
+        f"Model `{card['name']}` {card['version']}, sha256 `{card['sha256'][:16]}…`, "
+        f"{card['size_bytes'] / 1e6:.1f} MB, threshold {card['threshold']:.3f} on P(covid).\n"
+        "<!-- model-card:end -->"
+    )
+    text = open(readme).read()
+    start, end = text.find("<!-- model-card:start"), text.find("<!-- model-card:end -->")
+    if start < 0 or end < 0:
+        return
+    open(readme, "w").write(text[:start] + block + text[end + len("<!-- model-card:end -->") :])
 
 
 def write_card_readme(out, card):

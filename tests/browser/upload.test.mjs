@@ -1,0 +1,79 @@
+// The upload page in a real headless Chromium: load GET /, choose a fixture X-ray, read the
+// label the page shows. Also on a phone-sized screen. Needs /usr/bin/chromium (Debian's
+// chromium package) and the built xray-http binary (XRAY_HTTP_BIN).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = process.env.XRAY_HTTP_BIN ?? path.join(root, "target/debug/xray-http");
+const expected = JSON.parse(readFileSync(path.join(root, "tests/fixtures/expected.json"), "utf8")).images;
+let server, base, browser;
+
+before(async () => {
+  const env = { ...process.env, PORT: "0", RUST_LOG: "warn" };
+  delete env.AWS_LAMBDA_RUNTIME_API;
+  server = spawn(bin, [], { env, stdio: ["ignore", "pipe", "inherit"] });
+  const first = await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    createInterface({ input: server.stdout }).once("line", resolve);
+  });
+  base = first.match(/http:\/\/[^/ ]+\//)[0];
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+async function upload(page, name) {
+  await page.goto(base);
+  await page.setInputFiles("#file", path.join(root, "tests/fixtures/xrays", name));
+  await page.waitForSelector("#label, #error", { timeout: 30000 });
+  return page;
+}
+
+for (const label of ["covid", "normal"]) {
+  test(`a ${label} fixture is labelled ${label} on the page`, async () => {
+    const name = Object.keys(expected).find((k) => expected[k].label === label);
+    const page = await browser.newPage();
+    await upload(page, name);
+    assert.equal((await page.textContent("#label")).trim().toLowerCase(), label);
+    const confidence = parseFloat(await page.textContent("#confidence"));
+    assert.ok(confidence >= 50 && confidence <= 100, `confidence ${confidence}`);
+    assert.match(await page.textContent("#result"), /not a medical device/i);
+    assert.equal(await page.locator("#preview img").count(), 1);
+    await page.close();
+  });
+}
+
+test("a file that is not an X-ray shows the error code", async () => {
+  const page = await browser.newPage();
+  await page.goto(base);
+  await page.setInputFiles("#file", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("not an image") });
+  await page.waitForSelector("#error");
+  assert.equal((await page.textContent("#error")).trim(), "not_an_image");
+  await page.close();
+});
+
+test("the page fits a phone-sized screen", async () => {
+  const context = await browser.newContext({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  const name = Object.keys(expected)[0];
+  await upload(page, name);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than the screen`);
+  assert.ok(await page.isVisible("#label"));
+  await page.screenshot({ path: path.join(root, "target", "upload-page-phone.png"), fullPage: true });
+  await context.close();
+});
