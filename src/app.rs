@@ -204,7 +204,7 @@ impl App {
         let source = parse_predict_body(content_type.as_deref(), body)?;
         let bytes = match source {
             ImageSource::Inline(bytes) => bytes,
-            ImageSource::S3 { bucket, key } => self.fetch_s3(&bucket, &key).await?,
+            ImageSource::S3 { bucket, key } => self.fetch_s3(&bucket, &key).await?.0,
         };
         let classifier = self.classifier.clone();
         let prediction = tokio::task::spawn_blocking(move || classifier.classify(&bytes))
@@ -231,7 +231,11 @@ impl App {
         Ok((json_response(StatusCode::OK, &body), prediction))
     }
 
-    async fn fetch_s3(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ApiError> {
+    async fn fetch_s3(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(Vec<u8>, crate::source::ObjectMeta), ApiError> {
         if self.config.allowed_buckets.is_empty() {
             return Err(ApiError::new(
                 403,

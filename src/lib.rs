@@ -10,7 +10,8 @@
 //! - [`error`]: typed errors with stable codes;
 //! - [`app`] and [`contract`]: the HTTP routes and their JSON, one service for Lambda and for
 //!   the [`local`] server;
-//! - [`source`]: where S3-referenced images come from.
+//! - [`source`] and [`s3`]: where S3-referenced images come from;
+//! - [`trigger`]: the S3 upload trigger.
 
 pub mod app;
 pub mod contract;
@@ -18,7 +19,9 @@ pub mod error;
 pub mod local;
 pub mod model;
 pub mod preprocess;
+pub mod s3;
 pub mod source;
+pub mod trigger;
 
 pub use error::Error;
 pub use model::{Classifier, Label, ModelInfo, Prediction, Probabilities};

@@ -31,13 +31,32 @@ pub enum StoreError {
     Transient(String),
 }
 
-/// Reads objects, refusing any larger than `max_bytes` before downloading their body.
+/// What the store says about an object besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The ETag, quotes included, as S3 sends it.
+    pub etag: Option<String>,
+    /// The version id, on a versioned bucket.
+    pub version_id: Option<String>,
+}
+
+/// Reads and writes objects. `get` refuses objects larger than `max_bytes` before
+/// downloading their body.
 pub trait ObjectStore: Send + Sync {
-    /// The whole object, at most `max_bytes` long.
+    /// The whole object, at most `max_bytes` long, with its metadata.
     fn get<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
         max_bytes: u64,
-    ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
+    ) -> BoxFuture<'a, Result<(Vec<u8>, ObjectMeta), StoreError>>;
+
+    /// Writes (or overwrites) an object.
+    fn put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Vec<u8>,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }

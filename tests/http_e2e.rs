@@ -47,6 +47,16 @@ fn start(envs: &[(&str, &str)]) -> Server {
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
+/// Method, path, headers, body, expected status, expected error code.
+type Case = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 #[test]
 fn predicts_fixtures_in_all_three_forms() {
     let server = start(&[]);
@@ -102,7 +112,7 @@ fn every_error_class_is_a_json_4xx() {
     let truncated = normal[..normal.len() / 2].to_vec();
     let bomb = common::png_header_only(100_000, 100_000);
     let big = vec![b'A'; 6 * 1024 * 1024 + 10];
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/predict",

@@ -10,7 +10,14 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
     // Built once per process, before the runtime loop: warm invocations reuse it.
     let classifier = Classifier::from_env()?;
-    let app = App::new(classifier, Config::from_env());
+    let config = Config::from_env();
+    let mut app = App::new(classifier, config.clone());
+    if !config.allowed_buckets.is_empty() {
+        // One S3 client per process, built at init, only where S3 references are allowed.
+        app = app.with_store(std::sync::Arc::new(
+            covid_xray::s3::S3Store::from_env().await,
+        ));
+    }
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lambda_http::run(service_fn(move |req| {

@@ -34,6 +34,18 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Load the model and print its identity as JSON: process start to model ready.
+    Info,
+    /// Time model load, preprocessing, inference and a warm HTTP handler call, in-process.
+    /// Prints one JSON object per measurement with the median and 90th percentile in ms.
+    Bench {
+        /// Repetitions of each measurement.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        /// X-rays to preprocess and send through the handler.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Write the preprocessed 8-bit model-input image of every JPEG/PNG under SRC to OUT,
     /// as OUT/<path relative to SRC>.png, plus OUT/preprocess.json with the parameters.
     Preprocess { src: PathBuf, out: PathBuf },
@@ -44,6 +56,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Predict { json, paths } => run_predict(&paths, json),
         Command::Preprocess { src, out } => run_preprocess(&src, &out),
+        Command::Info => run_info(),
+        Command::Bench { iterations, files } => bench::run(iterations, &files),
     };
     match result {
         Ok(code) => code,
@@ -51,6 +65,113 @@ fn main() -> ExitCode {
             eprintln!("xray: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn run_info() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let classifier = Classifier::from_env()?;
+    let info = json!({"model": classifier.info(), "threshold": classifier.threshold()});
+    println!("{info}");
+    Ok(ExitCode::SUCCESS)
+}
+
+mod bench {
+    //! In-process timings for `xray bench`; `bench/bench.py` runs it beside its baselines.
+
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::time::Instant;
+
+    use base64::Engine;
+    use covid_xray::Classifier;
+    use covid_xray::app::{App, Config};
+    use covid_xray::preprocess::{self, Limits};
+    use serde_json::json;
+
+    fn measure(iterations: usize, mut f: impl FnMut()) -> (f64, f64) {
+        f(); // warm-up
+        let mut ms: Vec<f64> = (0..iterations)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        (at(0.5), at(0.9))
+    }
+
+    fn report(name: &str, iterations: usize, (median, p90): (f64, f64)) {
+        println!(
+            "{}",
+            json!({"name": name, "median_ms": median, "p90_ms": p90, "n": iterations})
+        );
+    }
+
+    pub fn run(
+        iterations: usize,
+        files: &[PathBuf],
+    ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+        let iterations = iterations.max(1);
+        report(
+            "load",
+            iterations.min(20),
+            measure(iterations.min(20), || {
+                std::hint::black_box(Classifier::from_env().ok());
+            }),
+        );
+        let classifier = Classifier::from_env()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let app = App::new(classifier.clone(), Config::default());
+        for file in files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let bytes = std::fs::read(file)?;
+            let limits = Limits::default();
+            report(
+                &format!("preprocess/{name}"),
+                iterations,
+                measure(iterations, || {
+                    std::hint::black_box(preprocess::prepare(&bytes, &limits).ok());
+                }),
+            );
+            let prepared = preprocess::prepare(&bytes, &limits)?;
+            report(
+                &format!("inference/{name}"),
+                iterations,
+                measure(iterations, || {
+                    std::hint::black_box(classifier.classify_prepared(&prepared).ok());
+                }),
+            );
+            let body = json!({"image": base64::engine::general_purpose::STANDARD.encode(&bytes)})
+                .to_string();
+            let mut failures = 0usize;
+            report(
+                &format!("handler/{name}"),
+                iterations,
+                measure(iterations, || {
+                    let req = lambda_http::http::Request::builder()
+                        .method("POST")
+                        .uri("/predict")
+                        .header("content-type", "application/json")
+                        .body(lambda_http::Body::Text(body.clone()));
+                    let ok = match req {
+                        Ok(req) => runtime.block_on(app.handle(req)).status() == 200,
+                        Err(_) => false,
+                    };
+                    failures += usize::from(!ok);
+                }),
+            );
+            if failures > 0 {
+                return Err(format!("the handler failed {failures} times on {name}").into());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -1,0 +1,227 @@
+"""Benchmarks: the Rust service beside its baselines, in one run, as medians and ratios.
+
+    python3 bench/bench.py [--iterations 50] [--write-readme]
+
+Needs Python with numpy, pillow and onnxruntime (training/requirements.txt) for the
+baselines. It builds the release binaries, then measures on a fixture X-ray (512 px) and on
+bench/large-1600x1800.jpg:
+
+- model load to a runnable plan, one inference, preprocessing alone, and a warm handler call
+  (base64 JSON in, JSON out): `xray bench`, in-process;
+- the same ONNX file in onnxruntime, one thread, on the identical preprocessed input;
+- the Python pipeline a user would write instead: JSON + base64 + Pillow decode, gray, resize,
+  equalise + onnxruntime, one thread;
+- process start to model ready (`xray info`) against a hello-world Rust binary's start;
+- `xray predict` on one image as a whole process: wall time and peak RSS;
+- `xray-http`: time from process start to a 200 from /health, and peak RSS while serving the
+  large JPEG.
+"""
+import argparse
+import base64
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+FILES = [
+    os.path.join(ROOT, "tests/fixtures/xrays/normal/nih-nofinding-00001281_000.jpg"),
+    os.path.join(ROOT, "bench/large-1600x1800.jpg"),
+]
+
+
+def median_ms(f, n, warm=2):
+    for _ in range(warm):
+        f()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        out.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(out)
+
+
+def ort_session(path):
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = 1
+    o.inter_op_num_threads = 1
+    o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+
+
+def python_pipeline(sess, size, mean, std):
+    """What a Python service would do per request: parse, decode, preprocess, infer, answer."""
+
+    def run(body):
+        img_bytes = base64.b64decode(json.loads(body)["image"])
+        im = Image.open(io.BytesIO(img_bytes)).convert("L").resize((size, size), Image.BILINEAR)
+        im = ImageOps.equalize(im)
+        x = ((np.asarray(im, dtype=np.float32)[None, None] / 255.0 - mean) / std).astype(np.float32)
+        p = float(sess.run(None, {"image": x})[0][0, 0])
+        return json.dumps({"label": "covid" if p >= 0.5 else "normal", "probabilities": {"covid": p, "normal": 1 - p}})
+
+    return run
+
+
+def wall_and_rss(cmd, n, env=None):
+    """Median wall ms and max peak RSS (MB) of a whole process, over n runs."""
+    walls, rss = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        walls.append((time.perf_counter() - t) * 1e3)
+        if status != 0:
+            raise SystemExit(f"{cmd} failed with status {status}")
+        rss.append(usage.ru_maxrss / 1024)
+    return statistics.median(walls), max(rss)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_post(port, path, body, ctype):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+        s.sendall(head.encode() + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def http_get_status(port, path):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = s.recv(65536)
+    return int(data.split(b" ", 2)[1])
+
+
+def http_server_figures(large, starts=10, requests=20):
+    """Start-to-/health time (median over `starts` processes) and peak RSS serving `large`."""
+    env = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_RUNTIME_API"} | {"RUST_LOG": "warn"}
+    to_health = []
+    rss = 0.0
+    for i in range(starts):
+        port = free_port()
+        t = time.perf_counter()
+        p = subprocess.Popen([os.path.join(REL, "xray-http")], env=env | {"PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            try:
+                if http_get_status(port, "/health") == 200:
+                    break
+            except OSError:
+                time.sleep(0.0005)
+        to_health.append((time.perf_counter() - t) * 1e3)
+        if i == 0:
+            body = open(large, "rb").read()
+            for _ in range(requests):
+                assert http_post(port, "/predict", body, "image/jpeg") == 200
+            b64 = json.dumps({"image": base64.b64encode(body).decode()}).encode()
+            for _ in range(requests):
+                assert http_post(port, "/predict", b64, "application/json") == 200
+            status = open(f"/proc/{p.pid}/status").read()
+            rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+        p.kill()
+        p.wait()
+    return statistics.median(to_health), rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--write-readme", action="store_true")
+    args = ap.parse_args()
+    n = args.iterations
+
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "xray", "--bin", "xray-http"], cwd=ROOT, check=True)
+    hello = os.path.join(REL, "bench-hello")
+    subprocess.run(["rustc", "-O", "-o", hello, os.path.join(ROOT, "bench/hello.rs")], check=True)
+
+    card = json.load(open(os.path.join(ROOT, "model/model.json")))
+    size = card["input"]["size"]
+    mean, std = 0.5, 0.2887
+    onnx = os.path.join(ROOT, "model/xray.onnx")
+    sess = ort_session(onnx)
+
+    out = subprocess.run([os.path.join(REL, "xray"), "bench", "--iterations", str(n), *FILES], check=True, capture_output=True, text=True).stdout
+    rust = {r["name"]: r["median_ms"] for r in map(json.loads, out.splitlines())}
+
+    tmp = tempfile.mkdtemp()
+    for f in FILES:
+        shutil.copy(f, tmp)
+    pre = os.path.join(tmp, "pre")
+    subprocess.run([os.path.join(REL, "xray"), "preprocess", tmp, pre], check=True, capture_output=True)
+
+    rows = []
+    ort_load = median_ms(lambda: ort_session(onnx), min(n, 20))
+    rows.append(("model load to runnable plan", rust["load"], "onnxruntime session", ort_load))
+    pipeline = python_pipeline(sess, size, mean, std)
+    for f in FILES:
+        name = os.path.basename(f)
+        x = np.asarray(Image.open(os.path.join(pre, name + ".png")), dtype=np.float32)[None, None] / 255.0
+        x = ((x - mean) / std).astype(np.float32)
+        ort_inf = median_ms(lambda: sess.run(None, {"image": x}), n)
+        rows.append((f"one inference ({name})", rust[f"inference/{name}"], "onnxruntime, 1 thread", ort_inf))
+        body = json.dumps({"image": base64.b64encode(open(f, "rb").read()).decode()})
+        pil_pre = median_ms(lambda: ImageOps.equalize(Image.open(f).convert("L").resize((size, size), Image.BILINEAR)), n)
+        rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize+equalise", pil_pre))
+        rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "Python: json+base64+Pillow+onnxruntime", median_ms(lambda: pipeline(body), n)))
+
+    info_ms, _ = wall_and_rss([os.path.join(REL, "xray"), "info"], 20)
+    hello_ms, _ = wall_and_rss([hello], 20)
+    predict_ms, predict_rss = wall_and_rss([os.path.join(REL, "xray"), "predict", "--json", FILES[1]], 10)
+    health_ms, http_rss = http_server_figures(FILES[1])
+
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs ({cpu_name()}); {n} iterations; medians.",
+        "",
+        "| measurement | covid-xray (Rust, tract) | baseline | baseline ms | ratio (ours / baseline) |",
+        "|---|---|---|---|---|",
+    ]
+    for what, ours, base_name, base in rows:
+        lines.append(f"| {what} | {ours:.2f} ms | {base_name} | {base:.2f} | {ours / base:.2f} |")
+    lines += [
+        f"| process start to model ready (`xray info`) | {info_ms:.1f} ms | hello-world Rust binary | {hello_ms:.1f} | +{info_ms - hello_ms:.1f} ms over the floor |",
+        f"| `xray-http` start to first 200 from /health | {health_ms:.1f} ms | | | |",
+        f"| `xray predict` on the large JPEG, whole process | {predict_ms:.1f} ms, peak RSS {predict_rss:.1f} MB | | | |",
+        f"| `xray-http` peak RSS after 40 large-JPEG requests | {http_rss:.1f} MB | | | |",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write_readme:
+        readme = os.path.join(ROOT, "README.md")
+        text = open(readme).read()
+        start, end = text.find("<!-- bench:start"), text.find("<!-- bench:end -->")
+        if start >= 0 and end >= 0:
+            block = "<!-- bench:start (written by bench/bench.py --write-readme) -->\n" + table + "\n"
+            open(readme, "w").write(text[:start] + block + text[end:])
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+//! Medical images and their names stay out of the logs: a request and a trigger event are
+//! run with an info-level subscriber capturing every line, which must hold no image bytes
+//! (raw or base64) and no full object key.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use covid_xray::Classifier;
+use covid_xray::app::{App, Config};
+use covid_xray::source::{BoxFuture, ObjectMeta, ObjectStore, StoreError};
+use covid_xray::trigger::{self, TriggerConfig};
+use lambda_http::Body;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+/// An in-memory store that serves one object: privacy is about what we log, not about S3.
+struct OneObject(Vec<u8>, Mutex<Vec<String>>);
+
+impl ObjectStore for OneObject {
+    fn get<'a>(
+        &'a self,
+        _b: &'a str,
+        _k: &'a str,
+        _m: u64,
+    ) -> BoxFuture<'a, Result<(Vec<u8>, ObjectMeta), StoreError>> {
+        Box::pin(async move { Ok((self.0.clone(), ObjectMeta::default())) })
+    }
+    fn put<'a>(
+        &'a self,
+        _b: &'a str,
+        key: &'a str,
+        _body: Vec<u8>,
+        _ct: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.1.lock().expect("lock").push(key.to_string());
+            Ok(())
+        })
+    }
+}
+
+fn capture<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    (out, captured.text())
+}
+
+fn assert_no_image(logs: &str, image: &[u8]) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(image);
+    for window in [&b64[100..140], &b64[b64.len() / 2..b64.len() / 2 + 40]] {
+        assert!(!logs.contains(window), "base64 image bytes in the logs");
+    }
+    assert!(!logs.contains("JFIF"), "raw JPEG bytes in the logs");
+}
+
+#[test]
+fn an_http_request_logs_no_image_bytes() {
+    let image = common::first_of("covid");
+    let app = App::new(Classifier::embedded().expect("model"), Config::default());
+    let body =
+        serde_json::json!({"image": base64::engine::general_purpose::STANDARD.encode(&image)})
+            .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (status, logs) = capture(|| {
+        let req = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/predict")
+            .header("content-type", "application/json")
+            .body(Body::Text(body.clone()))
+            .expect("request");
+        rt.block_on(app.handle(req)).status()
+    });
+    assert_eq!(status, 200);
+    assert!(
+        logs.contains("request"),
+        "one line per request is expected: {logs}"
+    );
+    assert!(logs.contains("status=200"), "{logs}");
+    assert_no_image(&logs, &image);
+}
+
+#[test]
+fn a_trigger_event_logs_no_image_bytes_and_no_full_key() {
+    let image = common::first_of("normal");
+    let key = "uploads/Jane Q Patient 1970-01-01/chest-pa.jpg";
+    let store = OneObject(image.clone(), Mutex::new(Vec::new()));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/s3-put.json");
+    let mut raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("JSON");
+    raw["Records"][0]["s3"]["object"]["key"] =
+        "uploads/Jane+Q+Patient+1970-01-01/chest-pa.jpg".into();
+    let event: aws_lambda_events::event::s3::S3Event = serde_json::from_value(raw).expect("event");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let classifier = Classifier::embedded().expect("model");
+    let (outcomes, logs) = capture(|| {
+        rt.block_on(trigger::handle_event(
+            &classifier,
+            &store,
+            &TriggerConfig::default(),
+            event,
+            "req",
+        ))
+    });
+    assert_eq!(outcomes.expect("handled").len(), 1);
+    assert_eq!(
+        store.1.lock().expect("lock").as_slice(),
+        ["results/Jane Q Patient 1970-01-01/chest-pa.jpg.json"]
+    );
+    assert!(logs.contains("classified upload"), "{logs}");
+    for secret in [key, "Jane", "Patient", "chest-pa"] {
+        assert!(!logs.contains(secret), "{secret:?} in the logs: {logs}");
+    }
+    assert_no_image(&logs, &image);
+}

@@ -1,0 +1,434 @@
+//! S3 against a real S3-compatible server on loopback: s3s-fs speaking the S3 protocol over
+//! HTTP (SigV4 checked), started in-process. No mocked client: the handlers use `S3Store`,
+//! the same aws-sdk-s3 client as on Lambda.
+
+mod common;
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lambda_events::event::s3::S3Event;
+use covid_xray::Classifier;
+use covid_xray::app::{App, Config};
+use covid_xray::s3::S3Store;
+use covid_xray::source::ObjectStore;
+use covid_xray::trigger::{self, Outcome, TriggerConfig};
+use hyper_util::rt::TokioIo;
+use lambda_http::Body;
+
+const AK: &str = "AKIAIOSFODNN7EXAMPLE";
+const SK: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const BUCKET: &str = "xray-uploads";
+
+/// Serves `service` on a fresh loopback port; returns the endpoint URL.
+async fn serve<S>(service: S) -> String
+where
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Into<hyper::Response<s3s::Body>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let fut = service.call(req);
+                    async move { fut.await.map(Into::into) }
+                });
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await
+                    .ok();
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A real S3 server (s3s-fs) over a temporary folder, with one bucket.
+async fn s3_server() -> (String, S3Store, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(AK, SK));
+    let endpoint = serve(builder.build()).await;
+    let store = S3Store::with_endpoint(&endpoint, "us-east-1", AK, SK).await;
+    store
+        .client()
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("create bucket");
+    (endpoint, store, dir)
+}
+
+mod tempdir {
+    /// A folder removed on drop.
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let p = std::env::temp_dir().join(format!("xray-s3-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).expect("mkdir");
+            Dir(p)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+}
+
+/// Encodes a key as S3 event notifications do: form encoding, space as '+'.
+fn event_encode(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The committed put event, with one record per key.
+fn put_event(keys: &[&str]) -> S3Event {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/s3-put.json");
+    let template: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("json");
+    let record = template["Records"][0].clone();
+    let records: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            let mut r = record.clone();
+            r["s3"]["bucket"]["name"] = BUCKET.into();
+            r["s3"]["object"]["key"] = event_encode(k).into();
+            r
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("S3Event")
+}
+
+async fn get_json(store: &S3Store, key: &str) -> serde_json::Value {
+    let (bytes, _) = store
+        .get(BUCKET, key, 1 << 20)
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    serde_json::from_slice(&bytes).expect("result JSON")
+}
+
+fn classifier() -> Classifier {
+    Classifier::embedded().expect("model")
+}
+
+#[test]
+fn committed_put_event_decodes_its_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/s3-put.json");
+    let event: S3Event =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("S3Event");
+    let raw = event.records[0].s3.object.key.clone().expect("key");
+    let key = trigger::decode_key(&raw);
+    assert!(key.contains(' ') && !key.is_ascii(), "{key}");
+    assert_eq!(key, "uploads/ward 3/röntgen film.jpg");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_round_trip_on_a_real_s3_server() {
+    let (_endpoint, store, _dir) = s3_server().await;
+    let covid = common::first_of("covid");
+    let normal = common::first_of("normal");
+    let uploads: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        (
+            "uploads/ward 3/röntgen film.jpg",
+            covid.clone(),
+            Some("covid"),
+        ),
+        ("uploads/a+b/normal 1.jpg", normal.clone(), Some("normal")),
+        (
+            "uploads/nested/deeper/still/x-ray.jpg",
+            normal.clone(),
+            Some("normal"),
+        ),
+        ("uploads/notes.txt", b"this is not an X-ray".to_vec(), None),
+        ("other/ignored.jpg", covid.clone(), None),
+    ];
+    for (key, bytes, _) in &uploads {
+        store
+            .put(BUCKET, key, bytes.clone(), "application/octet-stream")
+            .await
+            .expect("put upload");
+    }
+    let keys: Vec<&str> = uploads.iter().map(|u| u.0).collect();
+    let config = TriggerConfig::default();
+    let c = classifier();
+    for round in 0..2 {
+        // The second round is Lambda retrying the same event: same results, no harm.
+        let outcomes = trigger::handle_event(&c, &store, &config, put_event(&keys), "req-1")
+            .await
+            .expect("handled");
+        assert_eq!(outcomes.len(), uploads.len());
+        assert_eq!(outcomes[4], Outcome::Ignored, "round {round}");
+        assert!(
+            matches!(
+                outcomes[3],
+                Outcome::Rejected {
+                    code: "not_an_image",
+                    ..
+                }
+            ),
+            "{:?}",
+            outcomes[3]
+        );
+    }
+    for (key, _, label) in &uploads[..3] {
+        let result_key = format!("results/{}.json", key.trim_start_matches("uploads/"));
+        let v = get_json(&store, &result_key).await;
+        assert_eq!(v["label"], label.expect("label"), "{key}");
+        assert_eq!(v["source"]["bucket"], BUCKET);
+        assert_eq!(v["source"]["key"], *key);
+        assert!(v["source"]["etag"].as_str().is_some_and(|e| !e.is_empty()));
+        assert!(v["processed_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(
+            v["disclaimer"]
+                .as_str()
+                .is_some_and(|d| d.contains("not a medical device"))
+        );
+        for field in [
+            "confidence",
+            "probabilities",
+            "threshold",
+            "model",
+            "timing_ms",
+            "request_id",
+        ] {
+            assert!(!v[field].is_null(), "{field} missing in {v}");
+        }
+    }
+    let err = get_json(&store, "results/notes.txt.json").await;
+    assert_eq!(err["error"]["code"], "not_an_image");
+    assert_eq!(err["source"]["key"], "uploads/notes.txt");
+    // Nothing was written for the ignored key, and nothing under the upload prefix.
+    let listed = store
+        .client()
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("list");
+    let all: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect();
+    assert_eq!(
+        all.iter().filter(|k| k.starts_with("results/")).count(),
+        4,
+        "{all:?}"
+    );
+    assert_eq!(
+        all.iter().filter(|k| k.starts_with("uploads/")).count(),
+        4,
+        "{all:?}"
+    );
+    assert!(
+        !all.iter()
+            .any(|k| k.starts_with("results/") && k.contains("ignored"))
+    );
+}
+
+#[test]
+fn a_looping_configuration_never_starts() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xray-s3"))
+        .env("XRAY_UPLOAD_PREFIX", "uploads/")
+        .env("XRAY_RESULTS_PREFIX", "uploads/results/")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .expect("run xray-s3");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("retrigger"), "{stderr}");
+}
+
+fn s3_request(body: &str) -> lambda_http::Request {
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/predict")
+        .header("content-type", "application/json")
+        .body(Body::Text(body.to_string()))
+        .expect("request")
+}
+
+async fn call(app: &App, body: &str) -> (u16, serde_json::Value) {
+    let resp = app.handle(s3_request(body)).await;
+    let status = resp.status().as_u16();
+    let v = serde_json::from_slice(resp.body()).expect("JSON");
+    (status, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_s3_references() {
+    let (_endpoint, store, _dir) = s3_server().await;
+    let normal = common::first_of("normal");
+    store
+        .put(
+            BUCKET,
+            "uploads/films/ä 1.jpg",
+            normal.clone(),
+            "image/jpeg",
+        )
+        .await
+        .expect("put");
+    let config = Config {
+        allowed_buckets: vec![BUCKET.into()],
+        max_object_bytes: normal.len() as u64 + 10,
+        ..Config::default()
+    };
+    let app = App::new(classifier(), config).with_store(Arc::new(store.clone()));
+
+    let (status, v) = call(
+        &app,
+        &serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/films/ä 1.jpg"}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["label"], "normal");
+    let (status, v) = call(
+        &app,
+        &serde_json::json!({"s3": format!("s3://{BUCKET}/uploads/films/ä 1.jpg")}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+
+    let (status, v) = call(
+        &app,
+        r#"{"s3": {"bucket": "someone-elses-bucket", "key": "x.jpg"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("bucket_not_allowed"))
+    );
+    let (status, v) = call(
+        &app,
+        &serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/missing.jpg"}}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("s3_object_not_found")),
+        "{v}"
+    );
+    store
+        .put(
+            BUCKET,
+            "uploads/huge.jpg",
+            vec![0u8; normal.len() + 100],
+            "image/jpeg",
+        )
+        .await
+        .expect("put");
+    let (status, v) = call(
+        &app,
+        &serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/huge.jpg"}}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (413, Some("s3_object_too_large")),
+        "{v}"
+    );
+    let (status, v) = call(&app, r#"{"s3": "s3://only-a-bucket"}"#).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_s3_reference"))
+    );
+
+    // S3 references are refused outright when no bucket is allowed.
+    let closed = App::new(classifier(), Config::default()).with_store(Arc::new(store));
+    let (status, v) = call(
+        &closed,
+        &serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/films/ä 1.jpg"}}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("s3_not_enabled"))
+    );
+}
+
+/// A server that answers every request with `status`.
+async fn failing_server(status: u16) -> String {
+    let svc = hyper::service::service_fn(
+        move |_req: hyper::Request<hyper::body::Incoming>| async move {
+            let mut r = hyper::Response::new(s3s::Body::from(
+                "<Error><Code>InternalError</Code><Message>boom</Message></Error>".to_string(),
+            ));
+            *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+            Ok::<_, Infallible>(r)
+        },
+    );
+    serve(svc).await
+}
+
+async fn closed_port() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_or_failing_server_is_a_retryable_failure_not_a_lost_record() {
+    for endpoint in [
+        closed_port().await,
+        failing_server(500).await,
+        failing_server(503).await,
+    ] {
+        let store = S3Store::with_endpoint(&endpoint, "us-east-1", AK, SK).await;
+        let err = trigger::handle_event(
+            &classifier(),
+            &store,
+            &TriggerConfig::default(),
+            put_event(&["uploads/a.jpg", "uploads/b.jpg"]),
+            "req-2",
+        )
+        .await
+        .expect_err("must fail so Lambda retries");
+        assert_eq!((err.failed, err.total), (2, 2), "{endpoint}: {err}");
+        let config = Config {
+            allowed_buckets: vec![BUCKET.into()],
+            ..Config::default()
+        };
+        let app = App::new(classifier(), config).with_store(Arc::new(store));
+        let (status, v) = call(
+            &app,
+            &serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/a.jpg"}}).to_string(),
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (503, Some("s3_unavailable")),
+            "{endpoint}: {v}"
+        );
+    }
+}
