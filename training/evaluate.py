@@ -483,7 +483,9 @@ upper bound.
    header, before decoding.
 2. Decode (8- or 16-bit; gray, RGB, RGBA, palette), apply EXIF orientation, convert to 8-bit luma.
 3. Trim uniform borders (rows/columns whose values span <= 12 gray levels; at most 20% a side).
-4. Resize to {card['input']['size']}x{card['input']['size']} (triangle filter), ignoring aspect ratio.
+4. Resize to {card['input']['size']}x{card['input']['size']} (triangle filter), ignoring aspect ratio. Films more than
+   4x the input on their short side are first box-averaged by an integer factor (keeping at
+   least 2x the input); no film of the training pool is that large, so training saw step 4 exactly.
 5. Histogram-equalise.
 6. Normalise: {card['input']['normalisation']}, NCHW.
 
