@@ -13,6 +13,12 @@
 //! - [`source`] and [`s3`]: where S3-referenced images come from;
 //! - [`trigger`]: the S3 upload trigger.
 
+// A panic aborts a Lambda sandbox: non-test code returns errors instead.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod app;
 pub mod contract;
 pub mod error;

@@ -1,6 +1,12 @@
 //! `xray-http`: the API Gateway Lambda. When `AWS_LAMBDA_RUNTIME_API` is unset it serves the
 //! same routes over plain HTTP on 127.0.0.1:3000 (`PORT` overrides) instead.
 
+// A panic aborts a Lambda sandbox: non-test code returns errors instead.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use covid_xray::Classifier;
 use covid_xray::app::{App, Config};
 use lambda_http::{Error, service_fn};

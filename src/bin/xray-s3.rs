@@ -1,6 +1,12 @@
 //! `xray-s3`: the S3 upload trigger Lambda. Classifies each uploaded X-ray and writes its
 //! result JSON back to S3 (see `covid_xray::trigger`).
 
+// A panic aborts a Lambda sandbox: non-test code returns errors instead.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use aws_lambda_events::event::s3::S3Event;
 use covid_xray::Classifier;
 use covid_xray::s3::S3Store;

@@ -1,6 +1,12 @@
 //! `xray`: the command-line front end. `predict` classifies files; `preprocess` writes the
 //! model-input images that training reads, through the same code path serving uses.
 
+// A panic aborts a Lambda sandbox: non-test code returns errors instead.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
