@@ -106,6 +106,19 @@ pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     let mut decoder = reader.into_decoder().map_err(Error::from_image)?;
     let (w, h) = decoder.dimensions();
     check_dimensions(w, h, limits)?;
+    // The decoded buffer's size follows from the header (16-bit RGBA is 8 bytes a pixel):
+    // refuse it here rather than trust each decoder to check its own allocation.
+    if decoder.total_bytes() > limits.max_alloc() {
+        return Err(Error::TooLarge {
+            what: "decoded image",
+            detail: format!(
+                "{w}x{h} {:?} needs {} bytes, limit {}",
+                decoder.color_type(),
+                decoder.total_bytes(),
+                limits.max_alloc()
+            ),
+        });
+    }
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
