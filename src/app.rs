@@ -18,8 +18,8 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::contract::{ApiError, Health, PredictRequest, PredictResponse, TimingMs};
-use crate::model::{Classifier, Prediction};
-use crate::source::{ObjectStore, StoreError};
+use crate::model::Classifier;
+use crate::source::ObjectStore;
 
 /// The upload page, served at `GET /`.
 pub const PAGE: &str = include_str!("page.html");
@@ -133,7 +133,7 @@ impl App {
             ("/", &Method::GET | &Method::HEAD) => (Ok(html(PAGE)), None),
             ("/health", &Method::GET | &Method::HEAD) => (Ok(self.health()), None),
             ("/predict", &Method::POST) => match self.predict(req, &request_id, started).await {
-                Ok((resp, p)) => (Ok(resp), Some(p.label.as_str())),
+                Ok((resp, label)) => (Ok(resp), Some(label)),
                 Err(e) => (Err(e), None),
             },
             (_, &Method::OPTIONS) if known_path(&path) => (Ok(preflight(&path)), None),
@@ -187,7 +187,7 @@ impl App {
         req: Request,
         request_id: &str,
         started: Instant,
-    ) -> Result<(Response<Body>, Prediction), ApiError> {
+    ) -> Result<(Response<Body>, &'static str), ApiError> {
         let content_type = media_type(&req);
         let body = req.into_body();
         if body.len() > self.config.max_body_bytes {
@@ -204,7 +204,7 @@ impl App {
         let source = parse_predict_body(content_type.as_deref(), body)?;
         let bytes = match source {
             ImageSource::Inline(bytes) => bytes,
-            ImageSource::S3 { bucket, key } => self.fetch_s3(&bucket, &key).await?.0,
+            ImageSource::S3 { bucket, key } => self.fetch_s3(&bucket, &key).await?,
         };
         let classifier = self.classifier.clone();
         let prediction = tokio::task::spawn_blocking(move || classifier.classify(&bytes))
@@ -222,20 +222,17 @@ impl App {
             inference_ms = timing_ms.inference,
             "classified"
         );
+        let label = prediction.label.as_str();
         let body = PredictResponse {
-            prediction: prediction.clone(),
+            prediction,
             timing_ms,
             request_id: request_id.to_string(),
             disclaimer: crate::DISCLAIMER,
         };
-        Ok((json_response(StatusCode::OK, &body), prediction))
+        Ok((json_response(StatusCode::OK, &body), label))
     }
 
-    async fn fetch_s3(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<(Vec<u8>, crate::source::ObjectMeta), ApiError> {
+    async fn fetch_s3(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ApiError> {
         if self.config.allowed_buckets.is_empty() {
             return Err(ApiError::new(
                 403,
@@ -257,22 +254,8 @@ impl App {
         store
             .get(bucket, key, self.config.max_object_bytes)
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => {
-                    ApiError::new(404, "s3_object_not_found", "no such S3 object")
-                }
-                StoreError::AccessDenied => {
-                    ApiError::new(403, "s3_access_denied", "S3 denied access to the object")
-                }
-                e @ StoreError::TooLarge { .. } => {
-                    ApiError::new(413, "s3_object_too_large", e.to_string())
-                }
-                StoreError::Transient(m) => ApiError::new(
-                    503,
-                    "s3_unavailable",
-                    format!("S3 could not be read, try again: {m}"),
-                ),
-            })
+            .map(|(bytes, _meta)| bytes)
+            .map_err(ApiError::from)
     }
 
     fn add_common_headers(&self, response: &mut Response<Body>, request_id: &str) {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::model::{ModelInfo, Prediction};
+use crate::source::StoreError;
 
 /// Body of `POST /predict` when it is JSON. Exactly one of `image` and `s3` must be set.
 #[derive(Debug, Deserialize)]
@@ -137,5 +138,25 @@ impl From<Error> for ApiError {
             Error::Model(_) => 500,
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// One mapping for the HTTP API and the trigger's error results.
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound => ApiError::new(404, "s3_object_not_found", "no such S3 object"),
+            StoreError::AccessDenied => {
+                ApiError::new(403, "s3_access_denied", "S3 denied access to the object")
+            }
+            e @ StoreError::TooLarge { .. } => {
+                ApiError::new(413, "s3_object_too_large", e.to_string())
+            }
+            StoreError::Transient(m) => ApiError::new(
+                503,
+                "s3_unavailable",
+                format!("S3 could not be read, try again: {m}"),
+            ),
+        }
     }
 }

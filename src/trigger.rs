@@ -259,24 +259,12 @@ async fn process_record(
         }
         Err(e @ (StoreError::NotFound | StoreError::TooLarge { .. })) => {
             // Deleted before we got to it, or too large to classify: final answers.
-            let code = match e {
-                StoreError::NotFound => "s3_object_not_found",
-                _ => "s3_object_too_large",
-            };
-            let api = ApiError::new(
-                if code == "s3_object_not_found" {
-                    404
-                } else {
-                    413
-                },
-                code,
-                e.to_string(),
-            );
+            let api = ApiError::from(e);
             (
                 error_result(&api, source(&ObjectMeta::default()), classifier, request_id),
                 Outcome::Rejected {
                     result_key: result_key.clone(),
-                    code,
+                    code: api.code,
                 },
             )
         }
