@@ -18,15 +18,39 @@ use crate::source::{BoxFuture, ObjectMeta, ObjectStore, StoreError};
 
 /// Connect timeout for S3.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Budget for one attempt of one S3 call, body included.
+/// Budget for one attempt of one S3 call, up to the response headers; also the budget for
+/// reading a streamed object body, which the SDK's attempt timeout does not cover.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Budget for one S3 call, retries included. Below the template's function timeouts.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The time limits an [`S3Store`] works under. The defaults are the constants above; tests
+/// shorten them to show a slow server's effect in a second instead of half a minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// One attempt, up to the response headers; and the whole read of a body.
+    pub attempt: Duration,
+    /// One call, retries included.
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: CONNECT_TIMEOUT,
+            attempt: ATTEMPT_TIMEOUT,
+            operation: OPERATION_TIMEOUT,
+        }
+    }
+}
 
 /// S3 through the AWS SDK.
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
+    timeouts: Timeouts,
 }
 
 impl S3Store {
@@ -36,7 +60,12 @@ impl S3Store {
         let custom_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-        S3Store::build(base_loader().load().await, custom_endpoint)
+        let timeouts = Timeouts::default();
+        S3Store::build(
+            base_loader(timeouts).load().await,
+            custom_endpoint,
+            timeouts,
+        )
     }
 
     /// An S3-compatible server at `endpoint` with static credentials, path-style, and the
@@ -47,6 +76,24 @@ impl S3Store {
         access_key: &str,
         secret_key: &str,
     ) -> S3Store {
+        S3Store::with_endpoint_and_timeouts(
+            endpoint,
+            region,
+            access_key,
+            secret_key,
+            Timeouts::default(),
+        )
+        .await
+    }
+
+    /// [`S3Store::with_endpoint`] with other time limits.
+    pub async fn with_endpoint_and_timeouts(
+        endpoint: &str,
+        region: &str,
+        access_key: &str,
+        secret_key: &str,
+        timeouts: Timeouts,
+    ) -> S3Store {
         let credentials = aws_sdk_s3::config::Credentials::new(
             access_key,
             secret_key,
@@ -54,25 +101,32 @@ impl S3Store {
             None,
             "covid-xray-static",
         );
-        let shared = base_loader()
+        let shared = base_loader(timeouts)
             .endpoint_url(endpoint)
             .region(aws_config::Region::new(region.to_string()))
             .credentials_provider(credentials)
             .load()
             .await;
-        S3Store::build(shared, true)
+        S3Store::build(shared, true, timeouts)
     }
 
-    fn build(shared: aws_config::SdkConfig, path_style: bool) -> S3Store {
+    fn build(shared: aws_config::SdkConfig, path_style: bool, timeouts: Timeouts) -> S3Store {
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(path_style)
             .build();
-        S3Store::from_client(Client::from_conf(config))
+        S3Store {
+            client: Client::from_conf(config),
+            timeouts,
+        }
     }
 
-    /// Wraps a client built elsewhere (tests build one for a local server).
+    /// Wraps a client built elsewhere (tests build one for a local server). Body reads get
+    /// the default [`ATTEMPT_TIMEOUT`].
     pub fn from_client(client: Client) -> S3Store {
-        S3Store { client }
+        S3Store {
+            client,
+            timeouts: Timeouts::default(),
+        }
     }
 
     /// The SDK client.
@@ -83,7 +137,7 @@ impl S3Store {
 
 /// The loader every client starts from: rustls with ring (no C toolchain beyond `cc` needed
 /// to cross-build for arm64), explicit timeouts, three attempts.
-fn base_loader() -> aws_config::ConfigLoader {
+fn base_loader(timeouts: Timeouts) -> aws_config::ConfigLoader {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -93,9 +147,10 @@ fn base_loader() -> aws_config::ConfigLoader {
         .http_client(http)
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
+                .connect_timeout(timeouts.connect)
+                .read_timeout(timeouts.attempt)
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.operation)
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(3))
@@ -165,22 +220,28 @@ impl ObjectStore for S3Store {
                 etag: out.e_tag().map(String::from),
                 version_id: out.version_id().map(String::from),
             };
-            // The object may have grown since HEAD: cap the stream anyway.
+            // The object may have grown since HEAD: cap the stream anyway. The SDK's attempt
+            // timeout ends at the response headers, so a server that stalls mid-body is cut
+            // off here rather than holding the invocation until Lambda kills it.
             let mut body = out.body;
             let mut bytes = Vec::with_capacity(size.min(max_bytes) as usize);
-            while let Some(chunk) = body
-                .try_next()
-                .await
-                .map_err(|e| StoreError::Transient(format!("reading the S3 body failed: {e}")))?
-            {
-                if (bytes.len() + chunk.len()) as u64 > max_bytes {
-                    return Err(StoreError::TooLarge {
-                        size: (bytes.len() + chunk.len()) as u64,
-                        limit: max_bytes,
-                    });
+            let read = async {
+                while let Some(chunk) = body.try_next().await.map_err(|e| {
+                    StoreError::Transient(format!("reading the S3 body failed: {e}"))
+                })? {
+                    if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                        return Err(StoreError::TooLarge {
+                            size: (bytes.len() + chunk.len()) as u64,
+                            limit: max_bytes,
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
                 }
-                bytes.extend_from_slice(&chunk);
-            }
+                Ok(())
+            };
+            tokio::time::timeout(self.timeouts.attempt, read)
+                .await
+                .map_err(|_| StoreError::Transient("reading the S3 body timed out".into()))??;
             Ok((bytes, meta))
         })
     }

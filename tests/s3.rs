@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::s3::S3Event;
 use covid_xray::Classifier;
 use covid_xray::app::{App, Config};
-use covid_xray::s3::S3Store;
+use covid_xray::s3::{S3Store, Timeouts};
 use covid_xray::source::ObjectStore;
 use covid_xray::trigger::{self, Outcome, TriggerConfig};
 use hyper_util::rt::TokioIo;
@@ -429,6 +429,107 @@ async fn a_down_or_failing_server_is_a_retryable_failure_not_a_lost_record() {
             (status, v["error"]["code"].as_str()),
             (503, Some("s3_unavailable")),
             "{endpoint}: {v}"
+        );
+    }
+}
+
+/// A raw TCP server that reads each request head, then either never answers
+/// (`stall_before_headers`), or sends headers promising 100,000 bytes and 1,000 of them and
+/// then closes the connection (`mid_body_close`) or stalls. HEAD gets the headers alone.
+async fn raw_server(stall_before_headers: bool, mid_body_close: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                break;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if stall_before_headers {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    return;
+                }
+                let is_head = head.starts_with(b"HEAD");
+                let headers = "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\nETag: \"abc\"\r\n\r\n";
+                if stream.write_all(headers.as_bytes()).await.is_err() || is_head {
+                    // HEAD: headers only; keep the connection for the GET.
+                    if is_head {
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    }
+                    return;
+                }
+                let _ = stream.write_all(&[0xFF; 1000]).await;
+                if mid_body_close {
+                    let _ = stream.shutdown().await;
+                } else {
+                    // Stall mid-body.
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Slow, stalled and cut-off servers: each S3 read fails as retryable within the store's
+/// time limits (well inside a Lambda timeout), the trigger reports every record as failed so
+/// that Lambda retries the event, and the HTTP API answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_stalled_or_cut_off_servers_fail_in_bounded_time_and_lose_nothing() {
+    let timeouts = Timeouts {
+        connect: std::time::Duration::from_millis(500),
+        attempt: std::time::Duration::from_millis(400),
+        operation: std::time::Duration::from_millis(1500),
+    };
+    for (what, endpoint) in [
+        ("no response headers", raw_server(true, false).await),
+        ("stalls mid-body", raw_server(false, false).await),
+        ("closes mid-body", raw_server(false, true).await),
+    ] {
+        let store =
+            S3Store::with_endpoint_and_timeouts(&endpoint, "us-east-1", AK, SK, timeouts).await;
+        // The bound here is a hang detector (the store's own limits are 1.5 s per call), not
+        // a speed measurement.
+        let bounded = std::time::Duration::from_secs(20);
+        let err = tokio::time::timeout(
+            bounded,
+            trigger::handle_event(
+                &classifier(),
+                &store,
+                &TriggerConfig::default(),
+                put_event(&["uploads/a.jpg", "uploads/b.jpg"]),
+                "req-3",
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the trigger hung"))
+        .expect_err("must fail so Lambda retries");
+        assert_eq!((err.failed, err.total), (2, 2), "{what}: {err}");
+
+        let config = Config {
+            allowed_buckets: vec![BUCKET.into()],
+            ..Config::default()
+        };
+        let app = App::new(classifier(), config).with_store(Arc::new(store));
+        let body = serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/a.jpg"}});
+        let (status, v) = tokio::time::timeout(bounded, call(&app, &body.to_string()))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the API hung"));
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (503, Some("s3_unavailable")),
+            "{what}: {v}"
         );
     }
 }
