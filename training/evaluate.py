@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 from train import LABELS, SEED, load_split, roc_auc  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "1.0.0"
+VERSION = "2.0.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 
@@ -473,7 +473,8 @@ hospital uploads. A model can score well here by recognising the collection rath
 lungs, and a patient-level split does not remove that. The training pipeline fights the known
 shortcuts (uniform borders are trimmed; every film is resized to a square and
 histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and
-noise, flips side markers, and paints text-like boxes on both classes), but **expect lower
+noise, flips side markers, paints text-like boxes on both classes, and on 40% of the films
+hides everything outside a random central box), but **expect lower
 figures on X-rays from hospitals that are not in this pool**, and treat these numbers as an
 upper bound.
 
@@ -481,7 +482,9 @@ upper bound.
 
 1. Sniff the format from the bytes; JPEG and PNG only. Refuse over-size dimensions from the
    header, before decoding.
-2. Decode (8- or 16-bit; gray, RGB, RGBA, palette), apply EXIF orientation, convert to 8-bit luma.
+2. Decode (8- or 16-bit; gray, RGB, RGBA, palette), apply EXIF orientation, convert to 8-bit
+   luma. JPEGs at least 4x the input on their short side are decoded at 1/2, 1/4 or 1/8 scale
+   in the inverse DCT, keeping at least 2x the input (no film of the training pool is that large).
 3. Trim uniform borders (rows/columns whose values span <= 12 gray levels; at most 20% a side).
 4. Resize to {card['input']['size']}x{card['input']['size']} (triangle filter), ignoring aspect ratio. Films more than
    4x the input on their short side are first box-averaged by an integer factor (keeping at
@@ -501,7 +504,9 @@ Training reads the output of step 5, written by `xray preprocess`, and augments 
 |---|---|
 {src}
 
-Split: {card['data']['split']}. Training: {card['training']['epochs']} epochs on {card['training']['threads']} CPU threads
+Network: a 4x4 stride-4 patchify stem, then 3x3 convolutions with batch norm (folded), ReLU
+and max-pool, global average pooling and one linear layer; about 0.5M parameters, no
+mirror-image averaging at inference. Split: {card['data']['split']}. Training: {card['training']['epochs']} epochs on {card['training']['threads']} CPU threads
 ({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} by validation AUC;
 {card['training']['optimizer']}; {card['training']['loss']}; torch {card['training']['torch']}.
 
