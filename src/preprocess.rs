@@ -10,10 +10,7 @@
 //! 2. Read the header and refuse dimensions over [`Limits`] *before* any pixel is allocated,
 //!    so a 100-byte PNG cannot claim a 10-gigapixel canvas.
 //! 3. Decode (JPEG, PNG; 8- or 16-bit; gray, gray+alpha, RGB, RGBA, palette), apply the EXIF
-//!    orientation, and convert to 8-bit luma (Rec. 709 weights, alpha ignored). A JPEG at
-//!    least 4x the input on its short side is decoded at 1/2, 1/4 or 1/8 scale inside the
-//!    inverse DCT, keeping at least 2x the input (a speed step the training pool, at most
-//!    512 px, never takes; the scaled DCT is itself an antialiasing low-pass).
+//!    orientation, and convert to 8-bit luma (Rec. 709 weights, alpha ignored).
 //! 4. Trim uniform borders: rows and columns at the edges whose pixels are all nearly the same
 //!    value (black or white frames around films cropped from papers). At most
 //!    [`MAX_TRIM_FRACTION`] of each side goes. Borders are a collection marker, not anatomy.
@@ -125,48 +122,9 @@ pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = match jpeg_scale_factor(format, w, h)
-        .and_then(|k| decode_jpeg_scaled(bytes, w, h, k, limits))
-    {
-        Some(gray) => DynamicImage::ImageLuma8(gray),
-        None => DynamicImage::from_decoder(decoder).map_err(Error::from_image)?,
-    };
+    let mut img = DynamicImage::from_decoder(decoder).map_err(Error::from_image)?;
     img.apply_orientation(orientation);
     Ok(img.into_luma8())
-}
-
-/// The DCT scale divisor (2, 4 or 8) at which a `w` x `h` JPEG can be decoded while keeping
-/// at least twice the model input on its shorter side; `None` when only full size does.
-fn jpeg_scale_factor(format: ImageFormat, w: u32, h: u32) -> Option<u32> {
-    if format != ImageFormat::Jpeg {
-        return None;
-    }
-    let short = w.min(h);
-    [8, 4, 2].into_iter().find(|k| short / k >= 2 * INPUT_SIZE)
-}
-
-/// Decodes a JPEG at `1/k` scale in the inverse DCT, as libjpeg's scaled decoding does: an
-/// 8x8 block becomes `8/k` x `8/k` pixels, so a 1600x1800 film costs its entropy decoding
-/// and a quarter-size image rather than 2.9 megapixels that are averaged away next.
-///
-/// `None` sends the caller to the full-size decoder, which then reports any error itself:
-/// CMYK and 12-bit JPEGs, and anything this decoder refuses, take that path.
-fn decode_jpeg_scaled(bytes: &[u8], w: u32, h: u32, k: u32, limits: &Limits) -> Option<GrayImage> {
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc()).ok()?);
-    let want = (u16::try_from(w / k).ok()?, u16::try_from(h / k).ok()?);
-    let (sw, sh) = decoder.scale(want.0, want.1).ok()?;
-    let pixels = decoder.decode().ok()?;
-    let info = decoder.info()?;
-    let (sw, sh) = (u32::from(sw), u32::from(sh));
-    match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => GrayImage::from_raw(sw, sh, pixels),
-        jpeg_decoder::PixelFormat::RGB24 => {
-            let rgb = image::RgbImage::from_raw(sw, sh, pixels)?;
-            Some(DynamicImage::ImageRgb8(rgb).into_luma8())
-        }
-        _ => None,
-    }
 }
 
 /// Whether a JPEG has an end-of-image marker (`FF D9`) after its last start-of-scan
@@ -338,83 +296,6 @@ fn equalize(img: &mut GrayImage) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A smooth 8-bit film-like pattern: gradients, a dark "lung" ellipse each side, ribs.
-    fn synthetic_film(w: u32, h: u32) -> GrayImage {
-        GrayImage::from_fn(w, h, |x, y| {
-            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-            let lung = |cx: f32| ((fx - cx) / 0.17).powi(2) + ((fy - 0.5) / 0.3).powi(2) < 1.0;
-            let rib = ((fy * 40.0).sin() * 12.0) as i32;
-            let base = 150 + (fy * 60.0) as i32 + rib;
-            let v = if lung(0.3) || lung(0.7) {
-                base - 90
-            } else {
-                base
-            };
-            image::Luma([v.clamp(0, 255) as u8])
-        })
-    }
-
-    fn jpeg(img: &DynamicImage) -> Vec<u8> {
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-            .encode_image(img)
-            .expect("encode");
-        out
-    }
-
-    fn mean_abs_diff(a: &GrayImage, b: &GrayImage) -> f64 {
-        assert_eq!(a.dimensions(), b.dimensions());
-        let sum: f64 = a
-            .pixels()
-            .zip(b.pixels())
-            .map(|(p, q)| f64::from(p.0[0].abs_diff(q.0[0])))
-            .sum();
-        sum / f64::from(a.width() * a.height())
-    }
-
-    #[test]
-    fn large_jpegs_are_decoded_at_reduced_scale_and_prepare_like_the_full_decode() {
-        let film = synthetic_film(1600, 1800);
-        for img in [
-            DynamicImage::ImageLuma8(film.clone()),
-            DynamicImage::ImageRgb8(DynamicImage::ImageLuma8(film).to_rgb8()),
-        ] {
-            let bytes = jpeg(&img);
-            let limits = Limits::default();
-            assert_eq!(jpeg_scale_factor(ImageFormat::Jpeg, 1600, 1800), Some(4));
-            let scaled = decode_jpeg_scaled(&bytes, 1600, 1800, 4, &limits).expect("scaled");
-            assert_eq!(scaled.dimensions(), (400, 450));
-            // decode_gray takes that path...
-            let served = decode_gray(&bytes, &limits).expect("decode");
-            assert_eq!(served.dimensions(), (400, 450));
-            // ...and what the model receives is close to the full-size decode's.
-            let full = image::load_from_memory(&bytes).expect("full").into_luma8();
-            let diff = mean_abs_diff(&prepare_gray(&served), &prepare_gray(&full));
-            assert!(diff < 3.0, "mean abs difference {diff} gray levels");
-        }
-        // The training pool's sizes (at most 512 px) never take it.
-        assert_eq!(jpeg_scale_factor(ImageFormat::Jpeg, 512, 700), None);
-        assert_eq!(jpeg_scale_factor(ImageFormat::Jpeg, 767, 2000), None);
-        assert_eq!(jpeg_scale_factor(ImageFormat::Png, 4000, 4000), None);
-    }
-
-    #[test]
-    fn exif_orientation_is_applied_on_the_scaled_path() {
-        let bytes = jpeg(&DynamicImage::ImageLuma8(synthetic_film(1600, 1800)));
-        // APP1 "Exif": a big-endian TIFF header, one IFD entry: Orientation (0x0112) = 6,
-        // "rotate 90 degrees clockwise to display".
-        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
-        exif.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, 0x06, 0, 0]);
-        exif.extend_from_slice(&[0, 0, 0, 0]);
-        let mut rotated = bytes[..2].to_vec();
-        rotated.extend_from_slice(&[0xFF, 0xE1]);
-        rotated.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
-        rotated.extend_from_slice(&exif);
-        rotated.extend_from_slice(&bytes[2..]);
-        let gray = decode_gray(&rotated, &Limits::default()).expect("decode");
-        assert_eq!(gray.dimensions(), (450, 400));
-    }
 
     #[test]
     fn equalize_spreads_a_two_level_image() {
