@@ -212,12 +212,8 @@ def send(conn, case):
         json.loads(data)["error"]["code"]  # every error names its problem in JSON
     if resp.will_close:
         conn.close()
-        conn = http.client.HTTPConnection("127.0.0.1", port_of(conn), timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", conn.port, timeout=60)
     return resp.status, ms, conn
-
-
-def port_of(conn):
-    return conn.port
 
 
 if __name__ == "__main__":
