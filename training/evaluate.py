@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 from train import LABELS, SEED, load_split, roc_auc  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "2.0.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging
+VERSION = "2.1.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 
@@ -307,10 +307,10 @@ def main():
             "preprocess": params["version"],
             "normalisation": f"(v / 255 - {mean}) / {std}",
         },
-        "output": {"name": "probabilities", "shape": [1, 2], "meaning": "[P(covid), P(normal)], temperature-scaled softmax"},
+        "output": {"name": "probabilities", "shape": [1, 2], "meaning": "[P(covid), P(normal)], Platt-scaled: P(covid) = sigmoid(a * (logit_covid - logit_normal) + b)"},
         "threshold": threshold,
         "threshold_rule": training["threshold_rule"],
-        "temperature": training["temperature"],
+        "calibration": training["calibration"],
         "metrics": {"test": test, "validation": val},
         "data": {
             "pool": "../shared/data/cxr (1,706 frontal chest X-rays)",
@@ -318,7 +318,7 @@ def main():
             "splits": summary,
             "sources": {f"{s}/{l}": n for (s, l), n in sorted(by_source.items())},
         },
-        "training": {k: training[k] for k in ("seed", "epochs", "best_epoch", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch")},
+        "training": {k: training[k] for k in ("seed", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch")},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
             "non-commercial (CC BY-NC-SA) or no-derivatives (CC BY-NC-ND); COVID-CXNet is CC BY 4.0; "
@@ -414,7 +414,7 @@ This file is written by `training/evaluate.py`; edit that script, not this file.
 | output | `{card['output']['name']}` {card['output']['shape']}: {card['output']['meaning']} |
 | labels | {', '.join(card['labels'])} |
 | decision | `covid` when P(covid) >= **{card['threshold']:.4f}**; threshold {card['threshold_rule']} |
-| calibration | temperature scaling, T = {card['temperature']:.3f}, fitted on validation patients (NLL) |
+| calibration | Platt scaling, a = {card['calibration']['scale']:.3f}, b = {card['calibration']['bias']:.3f}, fitted on validation patients (NLL) |
 
 ## Held-out patients (test split, never used for any choice)
 
@@ -434,7 +434,7 @@ from 1,000 bootstrap resamples of patients.
 Confusion matrix (rows: truth): covid -> covid {c['covid_as_covid']}, covid -> normal {c['covid_as_normal']},
 normal -> covid {c['normal_as_covid']}, normal -> normal {c['normal_as_normal']}.
 
-Validation (used to pick the epoch, the temperature and the threshold): balanced accuracy
+Validation (used to pick the epoch, the weights, the calibration and the threshold): balanced accuracy
 {v['balanced_accuracy']:.3f}, ROC-AUC {v['roc_auc']:.4f}, ECE {v['ece']:.3f}.
 
 ![ROC curve](roc.png) ![Confusion matrix](confusion.png) ![Reliability diagram](reliability.png)
@@ -507,7 +507,7 @@ Training reads the output of step 5, written by `xray preprocess`, and augments 
 Network: a 4x4 stride-4 patchify stem, then 3x3 convolutions with batch norm (folded), ReLU
 and max-pool, global average pooling and one linear layer; about 0.5M parameters, no
 mirror-image averaging at inference. Split: {card['data']['split']}. Training: {card['training']['epochs']} epochs on {card['training']['threads']} CPU threads
-({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} by validation AUC;
+({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} ({card['training']['best_weights']} weights) by validation AUC;
 {card['training']['optimizer']}; {card['training']['loss']}; torch {card['training']['torch']}.
 
 ## Licences and citation
