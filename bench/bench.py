@@ -6,8 +6,8 @@ Needs Python with numpy, pillow and onnxruntime (training/requirements.txt) for 
 baselines. It builds the release binaries, then measures on a fixture X-ray (512 px) and on
 bench/large-1600x1800.jpg:
 
-- model load to a runnable plan, one inference, preprocessing alone, and a warm handler call
-  (base64 JSON in, JSON out): `xray bench`, in-process;
+- model load to a runnable plan, one inference, JPEG decoding alone, preprocessing alone, and
+  a warm handler call (base64 JSON in, JSON out): `xray bench`, in-process;
 - the same ONNX file in onnxruntime, one thread, on the identical preprocessed input;
 - the Python pipeline a user would write instead: JSON + base64 + Pillow decode, gray, resize,
   equalise + onnxruntime, one thread;
@@ -197,6 +197,15 @@ def main():
         ort_inf = median_ms(lambda: sess.run(None, {"image": x}), n)
         rows.append((f"one inference ({name})", rust[f"inference/{name}"], "onnxruntime, 1 thread", ort_inf))
         body = json.dumps({"image": base64.b64encode(open(f, "rb").read()).decode()})
+        pil_decode = median_ms(lambda: Image.open(f).convert("L"), n)
+        rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "Pillow (libjpeg-turbo) decode+gray", pil_decode))
+        if f == FILES[-1]:
+            def draft_decode():
+                im = Image.open(f)
+                im.draft("L", (2 * size, 2 * size))
+                return im.convert("L")
+
+            rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "the same with Pillow draft() (DCT-scaled decode)", median_ms(draft_decode, n)))
         pil_pre = median_ms(lambda: ImageOps.equalize(Image.open(f).convert("L").resize((size, size), Image.BILINEAR)), n)
         rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize+equalise", pil_pre))
         rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "Python: json+base64+Pillow+onnxruntime", median_ms(lambda: pipeline(body), n)))

@@ -25,6 +25,7 @@ pub mod error;
 pub mod local;
 pub mod model;
 pub mod preprocess;
+mod resize;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod source;

@@ -140,6 +140,13 @@ mod bench {
             let bytes = std::fs::read(file)?;
             let limits = Limits::default();
             report(
+                &format!("decode/{name}"),
+                iterations,
+                measure(iterations, || {
+                    std::hint::black_box(preprocess::decode_gray(&bytes, &limits).ok());
+                }),
+            );
+            report(
                 &format!("preprocess/{name}"),
                 iterations,
                 measure(iterations, || {
