@@ -202,8 +202,12 @@ pub fn prepare_gray(gray: &GrayImage) -> GrayImage {
 /// 4x the input on their short side (every film of the training pool, at most 512 px) are
 /// untouched, so the model saw exactly this path in training.
 fn shrink_factor(w: u32, h: u32) -> u32 {
-    (w.min(h) / (2 * INPUT_SIZE)).max(1)
+    (w.min(h) / (2 * INPUT_SIZE)).clamp(1, MAX_SHRINK)
 }
+
+/// The largest box-shrink factor: `257 * 255 = u16::MAX`. Default [`Limits`] keep `k` under
+/// 20; the cap holds whatever limits a library caller passes.
+const MAX_SHRINK: u32 = 257;
 
 /// Averages non-overlapping `k` x `k` blocks of the box `(x0, y0, w, h)` of `img` (the
 /// partial blocks at the right and bottom edges are dropped: at most `k - 1` pixels of a
@@ -211,7 +215,7 @@ fn shrink_factor(w: u32, h: u32) -> u32 {
 ///
 /// Each output row first sums its `k` source rows column by column into `u16` (a straight
 /// widening add the compiler vectorises), then adds each run of `k` column sums. `k` is at
-/// most `max_side / 384`, about 31, so a column sum stays far below `u16::MAX`.
+/// most [`MAX_SHRINK`], so a column sum, at most `k * 255`, fits in `u16`.
 fn box_shrink(img: &GrayImage, (x0, y0, w, h): (u32, u32, u32, u32), k: u32) -> GrayImage {
     let (ow, oh) = (w / k, h / k);
     let src = img.as_raw();
@@ -364,6 +368,8 @@ mod tests {
         assert_eq!(shrink_factor(512, 512), 1);
         assert_eq!(shrink_factor(767, 2000), 1);
         assert_eq!(shrink_factor(1600, 1800), 4);
+        assert_eq!(shrink_factor(200_000, 200_000), MAX_SHRINK);
+        assert_eq!(u32::from(u16::MAX), MAX_SHRINK * 255);
     }
 
     #[test]
