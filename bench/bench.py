@@ -61,6 +61,15 @@ def ort_session(path):
     return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 
 
+def pil_gray(source, size, draft=False):
+    """Pillow's decode to 8-bit gray. With `draft`, JPEGs decode at reduced DCT scale
+    (libjpeg's scaled IDCT), keeping at least twice the model input."""
+    im = Image.open(source)
+    if draft:
+        im.draft("L", (2 * size, 2 * size))
+    return im.convert("L")
+
+
 def python_pipeline(sess, size, mean, std, draft=False):
     """What a Python service would do per request: parse, decode, preprocess, infer, answer.
 
@@ -70,10 +79,7 @@ def python_pipeline(sess, size, mean, std, draft=False):
 
     def run(body):
         img_bytes = base64.b64decode(json.loads(body)["image"])
-        im = Image.open(io.BytesIO(img_bytes))
-        if draft:
-            im.draft("L", (2 * size, 2 * size))
-        im = im.convert("L").resize((size, size), Image.BILINEAR)
+        im = pil_gray(io.BytesIO(img_bytes), size, draft).resize((size, size), Image.BILINEAR)
         im = ImageOps.equalize(im)
         x = ((np.asarray(im, dtype=np.float32)[None, None] / 255.0 - mean) / std).astype(np.float32)
         p = float(sess.run(None, {"image": x})[0][0, 0])
@@ -197,16 +203,12 @@ def main():
         ort_inf = median_ms(lambda: sess.run(None, {"image": x}), n)
         rows.append((f"one inference ({name})", rust[f"inference/{name}"], "onnxruntime, 1 thread", ort_inf))
         body = json.dumps({"image": base64.b64encode(open(f, "rb").read()).decode()})
-        pil_decode = median_ms(lambda: Image.open(f).convert("L"), n)
+        pil_decode = median_ms(lambda: pil_gray(f, size), n)
         rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "Pillow (libjpeg-turbo) decode+gray", pil_decode))
         if f == FILES[-1]:
-            def draft_decode():
-                im = Image.open(f)
-                im.draft("L", (2 * size, 2 * size))
-                return im.convert("L")
-
-            rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "the same with Pillow draft() (DCT-scaled decode)", median_ms(draft_decode, n)))
-        pil_pre = median_ms(lambda: ImageOps.equalize(Image.open(f).convert("L").resize((size, size), Image.BILINEAR)), n)
+            pil_draft = median_ms(lambda: pil_gray(f, size, draft=True), n)
+            rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "the same with Pillow draft() (DCT-scaled decode)", pil_draft))
+        pil_pre = median_ms(lambda: ImageOps.equalize(pil_gray(f, size).resize((size, size), Image.BILINEAR)), n)
         rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize+equalise", pil_pre))
         rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "Python: json+base64+Pillow+onnxruntime", median_ms(lambda: pipeline(body), n)))
         if f == FILES[-1]:
