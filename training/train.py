@@ -337,6 +337,7 @@ def main():
     xva, yva = load_images(splits["val"])
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
 
+    is_covid = (yva == 0).numpy()
     net = XrayNet()
     if args.export_only:
         # Calibrate, pick the threshold and export again from the weights a finished run
@@ -371,7 +372,6 @@ def main():
                 sched.step()
                 ema.update(net)
                 total += loss.item() * len(idx)
-            is_covid = (yva == 0).numpy()
             # Two candidates each epoch: the live weights (batch-norm statistics as trained) and
             # the weight average (statistics re-measured on clean training films). Model 2.0.0
             # exported only the average, whose validation AUC trailed the live weights' by about
@@ -398,9 +398,8 @@ def main():
 
         _, best_epoch, best_weights, state = best
     net.load_state_dict(state)
-    is_covid_va = (yva == 0).numpy()
-    plain_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std), 1)[:, 0].numpy(), is_covid_va)
-    tta_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std, tta=True), 1)[:, 0].numpy(), is_covid_va)
+    plain_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std), 1)[:, 0].numpy(), is_covid)
+    tta_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std, tta=True), 1)[:, 0].numpy(), is_covid)
     # Mirror-image averaging doubles inference time for ~0.003 validation AUC (measured on the
     # previous model), so it is exported only when asked for.
     tta = args.tta
@@ -409,7 +408,7 @@ def main():
     scale, bias, val_nll = fit_platt(logits, yva)
     z = (logits[:, 0] - logits[:, 1]).double()
     p_covid = torch.sigmoid(scale * z + bias).numpy()
-    threshold = choose_threshold(p_covid, (yva == 0).numpy())
+    threshold = choose_threshold(p_covid, is_covid)
     print(f"best epoch {best_epoch} ({best_weights} weights), Platt a {scale:.3f} b {bias:.3f} (val NLL {val_nll:.4f}), threshold {threshold:.4f}")
 
     os.makedirs(args.out, exist_ok=True)
