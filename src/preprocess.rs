@@ -166,14 +166,12 @@ fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), Error> {
 
 /// Steps 4 to 6: trims uniform borders, resizes to the model input and equalises.
 pub fn prepare_gray(gray: &GrayImage) -> GrayImage {
-    let content = content_box(gray);
-    let (_, _, w, h) = content;
+    let (x0, y0, w, h) = content_box(gray);
     let k = shrink_factor(w, h);
     let cropped = if k >= 2 {
         // Shrinking reads the content box in place: no copy of a multi-megapixel film.
-        box_shrink(gray, content, k)
+        box_shrink(gray, (x0, y0, w, h), k)
     } else {
-        let (x0, y0, w, h) = content;
         image::imageops::crop_imm(gray, x0, y0, w, h).to_image()
     };
     let (cw, ch) = cropped.dimensions();
