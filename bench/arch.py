@@ -7,6 +7,9 @@ in onnxruntime here and in tract through `cargo run --release --example tract_ti
 prints both medians and their ratio. Accuracy is not measured: a shape worth training is one
 whose ratio meets issue 5's 1.5x floor at the same compute as the model it replaces.
 `model2` is model 2.x's network; `train.py` is the one training/train.py trains now.
+`--int8` adds model/xray.onnx quantized by onnxruntime (static, per-channel int8 weights), as
+QDQ and as QOperator ops (convolutions and pools only: tract has no QLinearGlobalAveragePool).
+Random inputs calibrate it: these rows time it, they do not judge its accuracy.
 """
 import argparse
 import os
@@ -73,6 +76,7 @@ def ort_ms(path, x, iterations):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--int8", action="store_true", help="also time model/xray.onnx quantized to int8")
     ap.add_argument("names", nargs="*")
     args = ap.parse_args()
     side = 192
@@ -92,6 +96,9 @@ def main():
         path = os.path.join(out, f"{name}.onnx")
         torch.onnx.export(net, x, path, opset_version=17, input_names=["image"], output_names=["logits"], dynamo=False)
         rows[name] = (macs, ort_ms(path, x.numpy(), args.iterations), path)
+    if args.int8:
+        for name, path in quantized(out, x.numpy()):
+            rows[name] = (float("nan"), ort_ms(path, x.numpy(), args.iterations), path)
     cmd = ["cargo", "run", "--quiet", "--release", "--example", "tract_time", "--"]
     cmd += [f"{p}:{side}" for _, _, p in rows.values()] + [str(args.iterations)]
     tract = {}
@@ -100,7 +107,31 @@ def main():
         tract[path] = float(ms)
     print(f"| network | MMAC | tract ms | onnxruntime ms | ratio |\n|---|---|---|---|---|")
     for name, (macs, ort_t, path) in rows.items():
-        print(f"| {name} | {macs / 1e6:.0f} | {tract[path]:.3f} | {ort_t:.3f} | {tract[path] / ort_t:.2f} |")
+        print(f"| {name} | {'' if macs != macs else f'{macs / 1e6:.0f}'} | {tract[path]:.3f} | {ort_t:.3f} | {tract[path] / ort_t:.2f} |")
+
+
+def quantized(out, x):
+    """model/xray.onnx quantized to int8 by onnxruntime: [(name, path)]."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Random(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.batches = iter([{"image": rng.standard_normal(x.shape, dtype=np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    pre = os.path.join(out, "model-pre.onnx")
+    quant_pre_process(os.path.join(ROOT, "model", "xray.onnx"), pre)
+    made = []
+    for name, fmt, ops in (("int8-qdq", QuantFormat.QDQ, None), ("int8-qop", QuantFormat.QOperator, ["Conv", "MaxPool"])):
+        path = os.path.join(out, f"{name}.onnx")
+        quantize_static(pre, path, Random(), quant_format=fmt, per_channel=True, op_types_to_quantize=ops,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        made.append((name, path))
+    return made
 
 
 def conv_outputs(net, x):
