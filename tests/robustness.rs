@@ -4,7 +4,7 @@
 //! mirror image) and classified again through the embedded model.
 //!
 //! A model that had learned a collection's borders, size or markers instead of the lungs
-//! would flip here. The bounds are regression guards set with margin above what model 2.1.0
+//! would flip here. The bounds are regression guards set with margin above what model 2.2.0
 //! does (printed with `cargo test --test robustness -- --nocapture`): no more than two label
 //! flips in 24 fixtures per alteration, and a mean change of P(covid) under 0.1; tighter for
 //! the frames that preprocessing trims.
@@ -27,9 +27,16 @@ struct Alteration {
 
 /// For alterations the model itself must shrug off.
 const MODEL: (usize, f32) = (2, 0.1);
+/// For a tighter framing, where the model is known to be weaker: COVID films in the pool are
+/// often tight crops from publications and the NIH normals whole films. Model 2.1.0 flipped 3
+/// of 24 here and moved P(covid) by 0.16 on average; 2.2.0, trained with wider zoom, flips 2
+/// and moves it by 0.11. The shortcut is smaller, not gone (the model card's field-of-view
+/// probe), so this bound only keeps it from growing back.
+const FRAMING: (usize, f32) = (2, 0.15);
 /// For uniform frames, which preprocessing trims before the model sees the film: without
-/// the trim, model 2.1.0 flips 3 of 24 labels on a white frame and moves P(covid) by 0.07
-/// (black) and 0.14 (white) on average; with it, by 0.001 and 0.01.
+/// the trim, model 2.2.0 flips 2 of 24 labels on a white frame and moves P(covid) by 0.03
+/// (black) and 0.07 (white) on average (2.1.0: 3 flips, 0.07 and 0.14); with it, by 0.001
+/// and 0.007.
 const TRIMMED: (usize, f32) = (1, 0.03);
 
 fn framed(img: &GrayImage, value: u8) -> GrayImage {
@@ -119,6 +126,14 @@ const ALTERATIONS: &[Alteration] = &[
             )
         },
         bound: MODEL,
+    },
+    Alteration {
+        name: "central 80% (tighter framing)",
+        apply: |img| {
+            let (w, h) = img.dimensions();
+            image::imageops::crop_imm(img, w / 10, h / 10, w * 8 / 10, h * 8 / 10).to_image()
+        },
+        bound: FRAMING,
     },
     Alteration {
         name: "gamma 0.7 (brighter)",

@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 from train import LABELS, SEED, load_split, roc_auc  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "2.1.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling
+VERSION = "2.2.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 
