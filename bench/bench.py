@@ -37,7 +37,7 @@ from PIL import Image, ImageOps
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 FILES = [
-    os.path.join(ROOT, "tests/fixtures/xrays/normal/nih-nofinding-00001281_000.jpg"),
+    os.path.join(ROOT, "tests/fixtures/xrays/normal/nih-nofinding-00001326_002.jpg"),
     os.path.join(ROOT, "bench/large-1600x1800.jpg"),
 ]
 
