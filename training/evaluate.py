@@ -23,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from train import LABELS, SEED, load_split, roc_auc  # noqa: E402
@@ -58,14 +60,13 @@ def run_batch(sess, x):
     return np.array([float(sess.run(None, {"image": x[i : i + 1]})[0][0, 0]) for i in range(len(x))])
 
 
-def hidden_region_auc(sess, rows, is_covid, mean, std):
+def hidden_region_auc(sess, x, is_covid, mean, std):
     """Shortcut probes: ROC-AUC when the lungs are hidden, and when only the lungs are shown.
 
     A model that reads lungs should fall towards 0.5 with the centre hidden; a model that reads
     borders, corners and markers keeps its AUC there. Hidden pixels are set to mid-gray, the
     mean of an equalised image.
     """
-    x = load_x(rows, mean, std)
     s = x.shape[-1]
     lo, hi = int(s * 0.2), int(s * 0.8)
     centre_hidden = x.copy()
@@ -78,7 +79,7 @@ def hidden_region_auc(sess, rows, is_covid, mean, std):
     }
 
 
-def field_of_view_probe(sess, rows, p, is_covid, threshold, mean, std):
+def field_of_view_probe(sess, x, p, is_covid, threshold):
     """The central 80% of each film, resized back to the input size: what changes?
 
     The collections differ in field of view: COVID films are often tight crops from
@@ -86,10 +87,6 @@ def field_of_view_probe(sess, rows, p, is_covid, threshold, mean, std):
     calls a tightly framed normal film COVID. Returns how many labels of each class flip, the
     mean change of P(covid), and the ROC-AUC on the crops.
     """
-    import torch
-    import torch.nn.functional as F
-
-    x = load_x(rows, mean, std)
     s = x.shape[-1]
     lo, hi = round(s * 0.1), round(s * 0.9)
     crops = F.interpolate(torch.from_numpy(x[:, :, lo:hi, lo:hi].copy()), size=(s, s), mode="bilinear", align_corners=False)
@@ -312,8 +309,9 @@ def main():
     test["ci95"] = bootstrap_ci(p, is_covid, [r["group"] for r in rows], threshold)
     test["by_source"] = breakdown(rows, p, is_covid, threshold, "source")
     test["by_view"] = breakdown(rows, p, is_covid, threshold, "view")
-    test["shortcut_probes_roc_auc"] = hidden_region_auc(sess, rows, is_covid, mean, std)
-    test["field_of_view_probe"] = field_of_view_probe(sess, rows, p, is_covid, threshold, mean, std)
+    x = load_x(rows, mean, std)
+    test["shortcut_probes_roc_auc"] = hidden_region_auc(sess, x, is_covid, mean, std)
+    test["field_of_view_probe"] = field_of_view_probe(sess, x, p, is_covid, threshold)
     occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, args.model, args.data)
     val = metrics(results["val"][1], results["val"][2], threshold)
     plots(args.model, p, is_covid, threshold, test, rows, args.data)
