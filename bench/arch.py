@@ -13,18 +13,17 @@ Random inputs calibrate it: these rows time it, they do not judge its accuracy.
 """
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
-import onnxruntime as ort
 import torch
 import torch.nn as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "training"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench import median_ms, ort_session  # noqa: E402
 from train import XrayNet  # noqa: E402
 
 
@@ -59,18 +58,9 @@ def train_py():
 
 
 def ort_ms(path, x, iterations):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    for _ in range(100):
-        sess.run(None, {"image": x})
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        sess.run(None, {"image": x})
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    """onnxruntime's median on one thread, configured as bench/bench.py's baseline."""
+    sess = ort_session(path)
+    return median_ms(lambda: sess.run(None, {"image": x}), iterations, warm=100)
 
 
 def main():
