@@ -74,3 +74,41 @@ fn a_run_that_cannot_run_fails() {
     let out = xray().args(["predict"]).output().expect("run");
     assert!(!out.status.success(), "no paths is a usage error");
 }
+
+#[test]
+fn preprocess_writes_the_served_input_and_reproducible_tighter_framings() {
+    let dir = std::env::temp_dir().join(format!("xray-pre-{}", std::process::id()));
+    let (src, out) = (dir.join("src"), dir.join("out"));
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    let film = &common::fixture_xrays()[0].path;
+    std::fs::copy(film, src.join("sub/film.jpg")).expect("copy");
+    let run = || {
+        let status = xray()
+            .arg("preprocess")
+            .args([&src, &out])
+            .args(["--crops", "2"])
+            .status()
+            .expect("run xray");
+        assert!(status.success());
+        let read = |p: &str| image::open(out.join(p)).expect(p).into_luma8();
+        (
+            read("sub/film.jpg.png"),
+            read("crops/sub/film.jpg.0.png"),
+            read("crops/sub/film.jpg.1.png"),
+        )
+    };
+    let (whole, crop0, crop1) = run();
+    let bytes = std::fs::read(film).expect("read");
+    let served = covid_xray::preprocess::prepare(&bytes, &Default::default()).expect("prepare");
+    assert_eq!(
+        whole, served,
+        "training reads exactly what serving prepares"
+    );
+    let side = covid_xray::preprocess::INPUT_SIZE;
+    assert_eq!(crop0.dimensions(), (side, side));
+    assert_ne!(crop0, whole);
+    assert_ne!(crop0, crop1);
+    assert!(out.join("preprocess.json").is_file());
+    assert_eq!(run(), (whole, crop0, crop1), "the same crops on every run");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -54,14 +54,21 @@ enum Command {
     },
     /// Write the preprocessed 8-bit model-input image of every JPEG/PNG under SRC to OUT,
     /// as OUT/<path relative to SRC>.png, plus OUT/preprocess.json with the parameters.
-    Preprocess { src: PathBuf, out: PathBuf },
+    Preprocess {
+        src: PathBuf,
+        out: PathBuf,
+        /// Also write N tighter framings of each film (cropped before preprocessing, as
+        /// serving would see a film cropped that way) as OUT/crops/<path>.<i>.png.
+        #[arg(long, default_value_t = 0)]
+        crops: u32,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Predict { json, paths } => run_predict(&paths, json),
-        Command::Preprocess { src, out } => run_preprocess(&src, &out),
+        Command::Preprocess { src, out, crops } => run_preprocess(&src, &out, crops),
         Command::Info => run_info(),
         Command::Bench { iterations, files } => bench::run(iterations, &files),
     };
@@ -189,6 +196,23 @@ mod bench {
 }
 
 /// Every regular file under `root` (or `root` itself), sorted for a stable order.
+fn save(img: &image::GrayImage, dest: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    img.save(dest)?;
+    Ok(())
+}
+
+/// FNV-1a of the path relative to the pool: the same crops on every machine and every run.
+fn path_seed(rel: &Path) -> u64 {
+    rel.to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 fn collect_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     if root.is_file() {
@@ -296,7 +320,11 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_preprocess(src: &Path, out: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn run_preprocess(
+    src: &Path,
+    out: &Path,
+    crops: u32,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> = collect_files(src)?
         .into_iter()
         .filter(|p| is_image_name(p))
@@ -308,15 +336,20 @@ fn run_preprocess(src: &Path, out: &Path) -> Result<ExitCode, Box<dyn std::error
         let mut dest = out.join(rel).into_os_string();
         dest.push(".png");
         let dest = PathBuf::from(dest);
-        let prepared = std::fs::read(file)
+        let gray = std::fs::read(file)
             .map_err(|e| Error::Unreadable(e.to_string()))
-            .and_then(|bytes| preprocess::prepare(&bytes, &limits));
-        match prepared {
-            Ok(img) => {
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent)?;
+            .and_then(|bytes| preprocess::decode_gray(&bytes, &limits));
+        match gray {
+            Ok(gray) => {
+                save(&preprocess::prepare_gray(&gray), &dest)?;
+                let (w, h) = gray.dimensions();
+                for i in 0..crops {
+                    let mut name = out.join("crops").join(rel).into_os_string();
+                    name.push(format!(".{i}.png"));
+                    let seed = path_seed(rel) ^ u64::from(i);
+                    let crop = preprocess::framing_crop(w, h, seed);
+                    save(&preprocess::prepare_gray_box(&gray, crop), Path::new(&name))?;
                 }
-                img.save(&dest)?;
             }
             Err(e) => {
                 failed += 1;
