@@ -102,6 +102,30 @@ def field_of_view_probe(sess, x, p, is_covid, threshold):
     }
 
 
+def framing_probe(sess, rows, p, is_covid, threshold, pre_dir, mean, std):
+    """Normal films framed tighter, through the serving preprocessing: how many read as COVID?
+
+    `xray preprocess --crops` crops each *original* film to a box like the tight COVID crops
+    of the pool (60-90% of the width, 55-85% of the height, upper centre) and then prepares
+    it as serving would, trimming and equalisation included. Training shows such framings of
+    the training normals; these are the held-out films' own. None when the crops were not
+    written.
+    """
+    normals = [i for i in range(len(rows)) if not is_covid[i]]
+    paths = [[os.path.join(pre_dir, "crops", f"{rows[i]['file']}.{k}.png") for k in range(4)] for i in normals]
+    if not all(os.path.exists(f) for fs in paths for f in fs):
+        return None
+    q = np.array([[run_batch(sess, load_x([{"pre": f}], mean, std))[0] for f in fs] for fs in paths])
+    return {
+        "normal": len(normals),
+        "crops_per_film": 4,
+        "whole_called_covid": int((p[normals] >= threshold).sum()),
+        "crops_called_covid": int((q >= threshold).sum()),
+        "films_with_a_crop_called_covid": int((q >= threshold).any(axis=1).sum()),
+        "mean_change": float((q - p[normals][:, None]).mean()),
+    }
+
+
 def occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, out, data_dir):
     """Where the model looks: the drop in P(true class) when a patch is grayed, for 6 test films."""
     picks = [i for i in range(len(rows)) if is_covid[i]][:3] + [i for i in range(len(rows)) if not is_covid[i]][:3]
@@ -312,6 +336,7 @@ def main():
     x = load_x(rows, mean, std)
     test["shortcut_probes_roc_auc"] = hidden_region_auc(sess, x, is_covid, mean, std)
     test["field_of_view_probe"] = field_of_view_probe(sess, x, p, is_covid, threshold)
+    test["framing_probe"] = framing_probe(sess, rows, p, is_covid, threshold, args.pre, mean, std)
     occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, args.model, args.data)
     val = metrics(results["val"][1], results["val"][2], threshold)
     plots(args.model, p, is_covid, threshold, test, rows, args.data)
@@ -350,7 +375,8 @@ def main():
             "splits": summary,
             "sources": {f"{s}/{l}": n for (s, l), n in sorted(by_source.items())},
         },
-        "training": {k: training[k] for k in ("seed", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch")},
+        "training": {k: training[k] for k in ("seed", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch")}
+        | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
             "non-commercial (CC BY-NC-SA) or no-derivatives (CC BY-NC-ND); COVID-CXNet is CC BY 4.0; "
@@ -403,6 +429,7 @@ def update_readme_headline(readme, card):
     t = card["metrics"]["test"]
     probes = t["shortcut_probes_roc_auc"]
     fov = t["field_of_view_probe"]
+    fr = t.get("framing_probe")
     block = (
         "<!-- model-card:start (written by training/evaluate.py) -->\n"
         f"| held-out patients (n={t['n']}) | value |\n|---|---|\n"
@@ -412,7 +439,13 @@ def update_readme_headline(readme, card):
         f"| ROC-AUC | {t['roc_auc']:.4f} |\n"
         f"| expected calibration error | {t['ece']:.3f} |\n"
         f"| ROC-AUC with the central 60% hidden (shortcut probe; 0.5 is ideal) | {probes['centre_60pct_hidden']:.4f} |\n"
-        f"| normal films called COVID when cropped to their central 80% (field-of-view probe; 0 is ideal) | {fov['normal_called_covid']}/{fov['normal']} |\n\n"
+        f"| normal films called COVID when cropped to their central 80% (field-of-view probe; 0 is ideal) | {fov['normal_called_covid']}/{fov['normal']} |\n"
+        + (
+            f"| tighter framings of normal films called COVID, through the serving code (whole films: {fr['whole_called_covid']}/{fr['normal']}) | {fr['crops_called_covid']}/{fr['normal'] * fr['crops_per_film']} |\n"
+            if fr
+            else ""
+        )
+        + "\n"
         f"Model `{card['name']}` {card['version']}, sha256 `{card['sha256'][:16]}…`, "
         f"{card['size_bytes'] / 1e6:.1f} MB, threshold {card['threshold']:.3f} on P(covid).\n"
         "<!-- model-card:end -->"
@@ -422,6 +455,31 @@ def update_readme_headline(readme, card):
     if start < 0 or end < 0:
         return
     open(readme, "w").write(text[:start] + block + text[end + len("<!-- model-card:end -->") :])
+
+
+def framing_text(f, crops):
+    if not f:
+        return ""
+    n = f["normal"] * f["crops_per_film"]
+    if crops["p_normal"] > 0:
+        how = (
+            f"Training showed such framings of the *training* normals (each one with probability "
+            f"{crops['p_normal']:g}), so this measures on held-out patients whether the model learned "
+            "that framing says nothing about the label."
+        )
+    else:
+        how = (
+            "This model was trained without such framings. This is the clearest shortcut left: a "
+            "normal film from a hospital that frames tighter than NIH reads as COVID far too often."
+        )
+    return f"""
+**Framing, through the serving code.** `xray preprocess --crops 4` crops each original normal
+test film to four tighter boxes (60-90% of the width, 55-85% of the height, like the COVID
+films' publication crops) and prepares them as serving would (trimming and equalisation see
+the crop; the central-80% probe above crops an already equalised image, which serving never
+produces): {f['crops_called_covid']} of {n} crops ({f['films_with_a_crop_called_covid']} of {f['normal']} films) are called COVID,
+against {f['whole_called_covid']} of the whole films; P(covid) changes by {f['mean_change']:+.3f} on average. {how}
+"""
 
 
 def write_card_readme(out, card):
@@ -497,7 +555,7 @@ flip to COVID and {fov['covid_called_normal']} of {fov['covid']} COVID films to 
 {fov['mean_abs_change']:.3f} on average; ROC-AUC on the crops {fov['roc_auc']:.4f}. COVID films in the pool are
 often tight crops from publications, the NIH normals whole films, so a model can learn the
 framing; `tests/robustness.rs` runs the same check through the served pipeline.
-
+{framing_text(t.get("framing_probe"), card["training"]["framing_crops"])}
 ![Occlusion sensitivity](attention.png)
 
 ### By source and view (test)

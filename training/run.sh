@@ -10,6 +10,6 @@ if [ ! -x "$PY" ]; then
   PY=.venv/bin/python
 fi
 "$PY" training/split.py --data "$DATA" --out training/split.csv
-cargo run --release --bin xray -- preprocess "$DATA" build/pre
+cargo run --release --bin xray -- preprocess "$DATA" build/pre --crops 4
 "$PY" training/train.py --data "$DATA" --pre build/pre --out model
 "$PY" training/evaluate.py --data "$DATA" --pre build/pre --model model

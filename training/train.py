@@ -49,6 +49,37 @@ def load_images(rows):
     return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
 
 
+def load_crops(rows, pre_dir, count):
+    """The tighter framings `xray preprocess --crops` wrote: uint8 [N, count, 1, S, S]."""
+    x = np.stack(
+        [
+            np.stack(
+                [np.asarray(Image.open(os.path.join(pre_dir, "crops", f"{r['file']}.{i}.png")), dtype=np.uint8) for i in range(count)]
+            )
+            for r in rows
+        ]
+    )
+    return torch.from_numpy(x).unsqueeze(2)
+
+
+def frame(x_u8, crops, y, p_crop, gen):
+    """Swap films for one of their tighter framings with the probability their class is given.
+
+    Class-conditional on purpose. The COVID films of the pool are mostly tight crops from
+    publications and the normals whole films, so the pool ties the field of view to the label;
+    the same zoom for both classes only blurs that tie. Showing normal films framed as tightly
+    as the COVID ones makes the field of view say nothing about the label. The crops were made
+    from the original films by the Rust preprocessing, as serving would prepare such a film.
+    """
+    if crops is None:
+        return x_u8
+    swap = torch.rand(len(y), generator=gen) < p_crop[y]
+    which = torch.randint(0, crops.shape[1], (len(y),), generator=gen)
+    x_u8 = x_u8.clone()
+    x_u8[swap] = crops[swap, which[swap]]
+    return x_u8
+
+
 def conv_bn(cin, cout, stride=1):
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -331,6 +362,11 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
+    # Off by default: the two runs that used them (session 5, training/README.md) did not meet
+    # the adoption rules written before they trained, so the committed model was trained without.
+    ap.add_argument("--crops", type=int, default=4, help="tighter framings per film written by `xray preprocess --crops`")
+    ap.add_argument("--crop-normal", type=float, default=0.0, help="probability a normal training film is shown as one of its tighter framings")
+    ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
     ap.add_argument("--tta", action="store_true", help="export mirror-image averaging (2x inference time)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
     args = ap.parse_args()
@@ -342,6 +378,9 @@ def main():
     splits = load_split(args.data, args.pre, args.split)
     xtr, ytr = load_images(splits["train"])
     xva, yva = load_images(splits["val"])
+    use_crops = args.crops and max(args.crop_normal, args.crop_covid) > 0 and not args.export_only
+    crops = load_crops(splits["train"], args.pre, args.crops) if use_crops else None
+    p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
 
     is_covid = (yva == 0).numpy()
@@ -371,7 +410,8 @@ def main():
             total = 0.0
             for i in range(0, len(perm), args.batch):
                 idx = perm[i : i + args.batch]
-                xb = normalise(augment(xtr[idx], gen), mean, std)
+                framed = frame(xtr[idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
+                xb = normalise(augment(framed, gen), mean, std)
                 loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
                 opt.zero_grad()
                 loss.backward()
@@ -444,6 +484,7 @@ def main():
         "loss": "cross-entropy, class-weighted",
         "calibration": {"method": "Platt scaling on validation (NLL)", "scale": scale, "bias": bias, "val_nll": val_nll},
         "threshold": threshold,
+        "framing_crops": {"per_film": args.crops, "p_normal": args.crop_normal, "p_covid": args.crop_covid},
         "ema_decay": args.ema,
         "tta": tta,
         "val_auc_plain": plain_auc,
