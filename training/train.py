@@ -68,8 +68,9 @@ def frame(x_u8, crops, y, p_crop, gen):
     Class-conditional on purpose. The COVID films of the pool are mostly tight crops from
     publications and the normals whole films, so the pool ties the field of view to the label;
     the same zoom for both classes only blurs that tie. Showing normal films framed as tightly
-    as the COVID ones makes the field of view say nothing about the label. The crops were made
-    from the original films by the Rust preprocessing, as serving would prepare such a film.
+    as the COVID ones loosens it (always showing them so removes it, and costs validation AUC:
+    training/README.md). The crops were made from the original films by the Rust
+    preprocessing, as serving would prepare such a film.
     """
     if crops is None:
         return x_u8

@@ -195,7 +195,7 @@ mod bench {
     }
 }
 
-/// Every regular file under `root` (or `root` itself), sorted for a stable order.
+/// Writes `img` to `dest` (PNG, by its extension), creating the folders on the way.
 fn save(img: &image::GrayImage, dest: &Path) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)?;
@@ -213,6 +213,7 @@ fn path_seed(rel: &Path) -> u64 {
         })
 }
 
+/// Every regular file under `root` (or `root` itself), sorted for a stable order.
 fn collect_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     if root.is_file() {
