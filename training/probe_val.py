@@ -1,0 +1,46 @@
+"""The validation-split figures the adoption rules in training/adoption-log.md are written in.
+
+    .venv/bin/python training/probe_val.py build/model-run10 [model ...]
+
+For each model folder (an `xray.onnx` and the `training.json` that train.py wrote beside it):
+validation ROC-AUC through onnxruntime, the central-80% field-of-view probe (labels flipped),
+and the serving-path framing probe (needs `xray preprocess --crops 4`). Reads only the
+validation split, so candidates can be compared before the test split is read.
+"""
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from evaluate import field_of_view_probe, framing_probe, load_x, p_covid_of, session
+from train import load_split, roc_auc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--data", default="../shared/data/cxr")
+    ap.add_argument("--pre", default="build/pre")
+    ap.add_argument("--split", default="training/split.csv")
+    args = ap.parse_args()
+    rows = load_split(args.data, args.pre, args.split)["val"]
+    is_covid = np.array([r["label"] == "covid" for r in rows])
+    for folder in args.models:
+        training = json.load(open(os.path.join(folder, "training.json")))
+        mean, std, threshold = training["preprocess"]["mean"], training["preprocess"]["std"], training["threshold"]
+        sess = session(os.path.join(folder, "xray.onnx"))
+        p = p_covid_of(sess, rows, mean, std)
+        fov = field_of_view_probe(sess, load_x(rows, mean, std), p, is_covid, threshold)
+        out = {
+            "model": folder,
+            "val_roc_auc": roc_auc(p, is_covid),
+            "central_80pct_flips": fov["normal_called_covid"] + fov["covid_called_normal"],
+            "framing_probe": framing_probe(sess, rows, p, is_covid, threshold, args.pre, mean, std),
+        }
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
