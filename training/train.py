@@ -368,6 +368,7 @@ def main():
     ap.add_argument("--crops", type=int, default=4, help="tighter framings per film written by `xray preprocess --crops`")
     ap.add_argument("--crop-normal", type=float, default=0.0, help="probability a normal training film is shown as one of its tighter framings")
     ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
+    ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--tta", action="store_true", help="export mirror-image averaging (2x inference time)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
     args = ap.parse_args()
@@ -377,6 +378,11 @@ def main():
     params = json.load(open(os.path.join(args.pre, "preprocess.json")))
     mean, std = params["mean"], params["std"]
     splits = load_split(args.data, args.pre, args.split)
+    if args.leave_out:
+        # Whole collections kept out of training and validation, to see how the model does on
+        # a collection it never saw (training/probe_sources.py): the nearest thing the pool has
+        # to X-rays from another hospital. Such a model is a probe, never the committed one.
+        splits = {k: [r for r in rs if r["source"] not in args.leave_out] for k, rs in splits.items()}
     xtr, ytr = load_images(splits["train"])
     xva, yva = load_images(splits["val"])
     use_crops = args.crops and max(args.crop_normal, args.crop_covid) > 0 and not args.export_only
@@ -485,6 +491,7 @@ def main():
         "loss": "cross-entropy, class-weighted",
         "calibration": {"method": "Platt scaling on validation (NLL)", "scale": scale, "bias": bias, "val_nll": val_nll},
         "threshold": threshold,
+        "left_out_sources": args.leave_out,
         "framing_crops": {"per_film": args.crops, "p_normal": args.crop_normal, "p_covid": args.crop_covid},
         "ema_decay": args.ema,
         "tta": tta,

@@ -1,0 +1,59 @@
+"""How a model does on collections it never saw: the nearest the pool comes to another hospital.
+
+    .venv/bin/python training/train.py --out build/model-loso --leave-out kermany-normal ieee8023-covid
+    .venv/bin/python training/probe_sources.py build/model-loso
+
+train.py's `--leave-out` keeps whole collections out of training and validation. This prints,
+for each left-out collection, every one of its films classified by that model (accuracy at the
+model's validation-chosen threshold, mean P(covid)), beside the model's figures on the test
+patients of the collections it did see. A large gap means the model learned collections, not
+lungs. Such a model is a probe, never the committed one.
+"""
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from evaluate import metrics, p_covid_of, session
+from train import load_split
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--data", default="../shared/data/cxr")
+    ap.add_argument("--pre", default="build/pre")
+    ap.add_argument("--split", default="training/split.csv")
+    args = ap.parse_args()
+    training = json.load(open(os.path.join(args.model, "training.json")))
+    left_out = training.get("left_out_sources") or []
+    if not left_out:
+        raise SystemExit(f"{args.model} was trained on every collection: nothing to probe")
+    mean, std, threshold = training["preprocess"]["mean"], training["preprocess"]["std"], training["threshold"]
+    sess = session(os.path.join(args.model, "xray.onnx"))
+    splits = load_split(args.data, args.pre, args.split)
+
+    def figures(rows):
+        p = p_covid_of(sess, rows, mean, std)
+        is_covid = np.array([r["label"] == "covid" for r in rows])
+        correct = (p >= threshold) == is_covid
+        return p, is_covid, {"n": len(rows), "accuracy": float(correct.mean()), "mean_p_covid": float(p.mean())}
+
+    seen = [r for r in splits["test"] if r["source"] not in left_out]
+    p, is_covid, _ = figures(seen)
+    m = metrics(p, is_covid, threshold)
+    out = {
+        "model": args.model,
+        "threshold": threshold,
+        "seen_collections_test": {k: m[k] for k in ("n", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")},
+    }
+    for source in left_out:
+        rows = [r for rs in splits.values() for r in rs if r["source"] == source]
+        out[f"unseen:{source}"] = figures(rows)[2] | {"label": rows[0]["label"]}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
