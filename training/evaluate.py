@@ -27,12 +27,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from train import LABELS, SEED, load_split, roc_auc  # noqa: E402
+from train import LABELS, SEED, data_args, load_split, roc_auc  # noqa: E402
 
 NAME = "covid-xray-cnn"
 VERSION = "2.2.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
+CROPS_PER_FILM = 4  # training/run.sh: xray preprocess --crops 4
 
 
 def session(path):
@@ -40,6 +41,13 @@ def session(path):
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def open_model(folder):
+    """A model folder train.py wrote: (onnxruntime session, training.json, mean, std, threshold)."""
+    training = json.load(open(os.path.join(folder, "training.json")))
+    params = training["preprocess"]
+    return session(os.path.join(folder, "xray.onnx")), training, params["mean"], params["std"], training["threshold"]
 
 
 def p_covid_of(sess, rows, mean, std):
@@ -107,18 +115,18 @@ def framing_probe(sess, rows, p, is_covid, threshold, pre_dir, mean, std):
 
     `xray preprocess --crops` crops each *original* film to a box like the tight COVID crops
     of the pool (60-90% of the width, 55-85% of the height, upper centre) and then prepares
-    it as serving would, trimming and equalisation included. Training shows such framings of
-    the training normals; these are the held-out films' own. None when the crops were not
-    written.
+    it as serving would, trimming and equalisation included. These are the held-out films'
+    own crops (`train.py --crop-normal` shows the training films' crops). None when the crops
+    were not written.
     """
     normals = [i for i in range(len(rows)) if not is_covid[i]]
-    paths = [[os.path.join(pre_dir, "crops", f"{rows[i]['file']}.{k}.png") for k in range(4)] for i in normals]
-    if not all(os.path.exists(f) for fs in paths for f in fs):
+    crops = [{"pre": os.path.join(pre_dir, "crops", f"{rows[i]['file']}.{k}.png")} for i in normals for k in range(CROPS_PER_FILM)]
+    if not all(os.path.exists(c["pre"]) for c in crops):
         return None
-    q = np.array([[run_batch(sess, load_x([{"pre": f}], mean, std))[0] for f in fs] for fs in paths])
+    q = run_batch(sess, load_x(crops, mean, std)).reshape(len(normals), CROPS_PER_FILM)
     return {
         "normal": len(normals),
-        "crops_per_film": 4,
+        "crops_per_film": CROPS_PER_FILM,
         "whole_called_covid": int((p[normals] >= threshold).sum()),
         "crops_called_covid": int((q >= threshold).sum()),
         "films_with_a_crop_called_covid": int((q >= threshold).any(axis=1).sum()),
@@ -308,18 +316,13 @@ def pick_fixtures(rows, p, is_covid, threshold, keep=frozenset()):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="../shared/data/cxr")
-    ap.add_argument("--pre", default="build/pre")
-    ap.add_argument("--split", default="training/split.csv")
+    data_args(ap)
     ap.add_argument("--model", default="model")
     ap.add_argument("--fixtures", default="tests/fixtures")
     args = ap.parse_args()
 
-    training = json.load(open(os.path.join(args.model, "training.json")))
-    params = training["preprocess"]
-    mean, std, threshold = params["mean"], params["std"], training["threshold"]
+    sess, training, mean, std, threshold = open_model(args.model)
     onnx_path = os.path.join(args.model, "xray.onnx")
-    sess = session(onnx_path)
     splits = load_split(args.data, args.pre, args.split)
 
     results = {}

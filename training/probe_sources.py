@@ -12,27 +12,22 @@ lungs. Such a model is a probe, never the committed one.
 
 import argparse
 import json
-import os
 
 import numpy as np
 
-from evaluate import metrics, p_covid_of, session
-from train import load_split
+from evaluate import metrics, open_model, p_covid_of
+from train import data_args, load_split
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
-    ap.add_argument("--data", default="../shared/data/cxr")
-    ap.add_argument("--pre", default="build/pre")
-    ap.add_argument("--split", default="training/split.csv")
+    data_args(ap)
     args = ap.parse_args()
-    training = json.load(open(os.path.join(args.model, "training.json")))
+    sess, training, mean, std, threshold = open_model(args.model)
     left_out = training.get("left_out_sources") or []
     if not left_out:
         raise SystemExit(f"{args.model} was trained on every collection: nothing to probe")
-    mean, std, threshold = training["preprocess"]["mean"], training["preprocess"]["std"], training["threshold"]
-    sess = session(os.path.join(args.model, "xray.onnx"))
     splits = load_split(args.data, args.pre, args.split)
 
     def figures(rows):

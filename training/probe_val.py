@@ -10,27 +10,22 @@ validation split, so candidates can be compared before the test split is read.
 
 import argparse
 import json
-import os
 
 import numpy as np
 
-from evaluate import field_of_view_probe, framing_probe, load_x, p_covid_of, session
-from train import load_split, roc_auc
+from evaluate import field_of_view_probe, framing_probe, load_x, open_model, p_covid_of
+from train import data_args, load_split, roc_auc
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+")
-    ap.add_argument("--data", default="../shared/data/cxr")
-    ap.add_argument("--pre", default="build/pre")
-    ap.add_argument("--split", default="training/split.csv")
+    data_args(ap)
     args = ap.parse_args()
     rows = load_split(args.data, args.pre, args.split)["val"]
     is_covid = np.array([r["label"] == "covid" for r in rows])
     for folder in args.models:
-        training = json.load(open(os.path.join(folder, "training.json")))
-        mean, std, threshold = training["preprocess"]["mean"], training["preprocess"]["std"], training["threshold"]
-        sess = session(os.path.join(folder, "xray.onnx"))
+        sess, _, mean, std, threshold = open_model(folder)
         p = p_covid_of(sess, rows, mean, std)
         fov = field_of_view_probe(sess, load_x(rows, mean, std), p, is_covid, threshold)
         out = {

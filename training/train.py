@@ -34,6 +34,13 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def data_args(ap):
+    """The pool, preprocessed images and split every training script reads."""
+    ap.add_argument("--data", default="../shared/data/cxr")
+    ap.add_argument("--pre", default="build/pre")
+    ap.add_argument("--split", default="training/split.csv")
+
+
 def load_split(data_dir, pre_dir, split_csv):
     manifest = {r["file"]: r for r in csv.DictReader(open(os.path.join(data_dir, "manifest.csv"), newline=""))}
     out = {"train": [], "val": [], "test": []}
@@ -354,9 +361,7 @@ def choose_threshold(p_covid, is_covid):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="../shared/data/cxr")
-    ap.add_argument("--pre", default="build/pre")
-    ap.add_argument("--split", default="training/split.csv")
+    data_args(ap)
     ap.add_argument("--out", default="model")
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.995)

@@ -344,11 +344,11 @@ fn run_preprocess(
             Ok(gray) => {
                 save(&preprocess::prepare_gray(&gray), &dest)?;
                 let (w, h) = gray.dimensions();
+                let seed = path_seed(rel);
                 for i in 0..crops {
                     let mut name = out.join("crops").join(rel).into_os_string();
                     name.push(format!(".{i}.png"));
-                    let seed = path_seed(rel) ^ u64::from(i);
-                    let crop = preprocess::framing_crop(w, h, seed);
+                    let crop = preprocess::framing_crop(w, h, seed ^ u64::from(i));
                     save(&preprocess::prepare_gray_box(&gray, crop), Path::new(&name))?;
                 }
             }
