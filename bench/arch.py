@@ -47,6 +47,13 @@ CANDIDATES = {
     # 8x8 stem, a 3x3 convolution at 24x24, 2x2 stride-2 convolutions instead of the pools
     # (trained in session 4: validation AUC 0.987, model 2.1.0 0.992; not adopted)
     "stem8-k2": [*cbr(1, 64, 8, 8, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), *cbr(128, 192, 2, 2, 0), *cbr(192, 192), *cbr(192, 192), *head(192)],
+    # 4x4 stem, then a 2x2 stride-2 convolution to 24x24 instead of model 2's 3x3 convolution
+    # and max-pool at 48x48 (the stage where tract trails most)
+    "stem4-k2": [*STEM4, *cbr(32, 64, 2, 2, 0), *cbr(64, 96), POOL, *cbr(96, 128), *cbr(128, 128), POOL, *cbr(128, 160), *head(160)],
+    # the same with a 2x2 stride-2 convolution for the 24x24 pool, the 12x12 one kept
+    "stem4-k2-k2": [*STEM4, *cbr(32, 64, 2, 2, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), POOL, *cbr(128, 160), *head(160)],
+    # the same, 2x2 stride-2 convolutions for every pool
+    "stem4-k2-all": [*STEM4, *cbr(32, 64, 2, 2, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), *cbr(128, 160, 2, 2, 0), *cbr(160, 160), *head(160)],
     # 8x8 stem straight to 12x12 (trained in session 4: validation AUC 0.980; not adopted)
     "stem8-to12": [*cbr(1, 48, 8, 8, 0), *cbr(48, 96, 3, 2), *cbr(96, 128), *cbr(128, 128), *cbr(128, 128), *cbr(128, 192, 3, 2), *cbr(192, 192), *cbr(192, 192), *head(192)],
 }

@@ -3,7 +3,7 @@
     .venv/bin/python training/probe_val.py build/model-run10 [model ...]
 
 For each model folder (an `xray.onnx` and the `training.json` that train.py wrote beside it):
-validation ROC-AUC through onnxruntime, the central-80% field-of-view probe (labels flipped),
+validation ROC-AUC and balanced accuracy through onnxruntime, the central-80% field-of-view probe (labels flipped),
 and the serving-path framing probe (needs `xray preprocess --crops 4`). Reads only the
 validation split, so candidates can be compared before the test split is read.
 """
@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from evaluate import field_of_view_probe, framing_probe, load_x, open_model, p_covid_of
-from train import data_args, load_split, roc_auc
+from train import balanced_accuracy, data_args, load_split, roc_auc
 
 
 def main():
@@ -31,6 +31,9 @@ def main():
         out = {
             "model": folder,
             "val_roc_auc": roc_auc(p, is_covid),
+            # At the model's own threshold, which validation chose (equal error): optimistic,
+            # but the same for every candidate.
+            "val_balanced_accuracy": balanced_accuracy(p, is_covid, threshold)[0],
             "central_80pct_flips": fov["normal_called_covid"] + fov["covid_called_normal"],
             "framing_probe": framing_probe(sess, rows, p, is_covid, threshold, args.pre, mean, std),
         }

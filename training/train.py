@@ -92,6 +92,43 @@ def conv_bn(cin, cout, stride=1):
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def downsample_conv(cin, cout):
+    """A learned 2x2 stride-2 downsampling: each output reads its own 2x2 patch, so tract's
+    im2col is a cheap gather where a 3x3 convolution and a max-pool at 48x48 were its slowest
+    stage (`bench/arch.py`)."""
+    return [nn.Conv2d(cin, cout, 2, stride=2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def stem():
+    """A 4x4 stride-4 convolution: a learned projection of each 4x4 patch, 192 -> 48."""
+    return [nn.Conv2d(1, 32, 4, stride=4, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)]
+
+
+ARCHS = {
+    # Model 2.x: a 3x3 convolution and a max-pool at 48x48, ~101 MMAC.
+    "pool": lambda: [
+        *stem(),  # 48
+        *conv_bn(32, 48), nn.MaxPool2d(2),  # 24
+        *conv_bn(48, 96), nn.MaxPool2d(2),  # 12
+        *conv_bn(96, 128),
+        *conv_bn(128, 128), nn.MaxPool2d(2),  # 6
+        *conv_bn(128, 160),
+    ],
+    # No 3x3 convolution at 48x48: 2x2 stride-2 convolutions down to 24 and to 12, one more
+    # 3x3 convolution at 12x12, the last max-pool kept. ~94 MMAC; tract 1.7x onnxruntime
+    # where "pool" is 2.0-2.2x (`bench/arch.py stem4-k2-k2 model2`).
+    "k2": lambda: [
+        *stem(),  # 48
+        *downsample_conv(32, 64),  # 24
+        *conv_bn(64, 96),
+        *downsample_conv(96, 128),  # 12
+        *conv_bn(128, 128),
+        *conv_bn(128, 128), nn.MaxPool2d(2),  # 6
+        *conv_bn(128, 160),
+    ],
+}
+
+
 class XrayNet(nn.Module):
     """A small VGG-style CNN with a patchify stem, shaped for what tract runs fast.
 
@@ -103,20 +140,14 @@ class XrayNet(nn.Module):
     - The 48x48 stage is where tract trails onnxruntime most (about 2x, and its max-pool
       10x). Networks with an 8x8 stem and no 48x48 stage come within 1.4-1.6x
       (`bench/arch.py`), but the two trained in session 4 reached validation AUC 0.980 and
-      0.987 against this network's 0.992, so this shape stays.
-    About 0.5M parameters, 2.0 MB as float32, ~101 MMAC per image.
+      0.987 against this network's 0.992. `arch="k2"` keeps the 4x4 stem and replaces the
+      48x48 convolution and the first two max-pools with 2x2 stride-2 convolutions.
+    About 0.5M parameters, 2.0 MB as float32, ~101 MMAC per image (`pool`).
     """
 
-    def __init__(self):
+    def __init__(self, arch="pool"):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 4, stride=4, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),  # 48
-            *conv_bn(32, 48), nn.MaxPool2d(2),  # 24
-            *conv_bn(48, 96), nn.MaxPool2d(2),  # 12
-            *conv_bn(96, 128),
-            *conv_bn(128, 128), nn.MaxPool2d(2),  # 6
-            *conv_bn(128, 160),
-        )
+        self.features = nn.Sequential(*ARCHS[arch]())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(160, 2))
 
     def forward(self, x):
@@ -374,6 +405,7 @@ def main():
     ap.add_argument("--crop-normal", type=float, default=0.0, help="probability a normal training film is shown as one of its tighter framings")
     ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="pool", help="network shape (ARCHS); model 2.x is `pool`")
     ap.add_argument("--tta", action="store_true", help="export mirror-image averaging (2x inference time)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
     args = ap.parse_args()
@@ -396,7 +428,9 @@ def main():
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
 
     is_covid = (yva == 0).numpy()
-    net = XrayNet()
+    if args.export_only:
+        args.arch = json.load(open(os.path.join(args.out, "training.json"))).get("arch", "pool")
+    net = XrayNet(args.arch)
     if args.export_only:
         # Calibrate, pick the threshold and export again from the weights a finished run
         # saved; the training loop is deterministic, so this equals a full rerun.
@@ -487,6 +521,7 @@ def main():
     )
     training = {
         "seed": SEED,
+        "arch": args.arch,
         "epochs": args.epochs,
         "best_epoch": best_epoch,
         "best_weights": best_weights,
