@@ -170,7 +170,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--write-readme", action="store_true")
+    ap.add_argument("--model", help="time this ONNX file (a candidate) instead of model/xray.onnx, through XRAY_MODEL_PATH")
     args = ap.parse_args()
+    if args.model:
+        if args.write_readme:
+            ap.error("--model times a candidate; the README reports the committed model")
+        os.environ["XRAY_MODEL_PATH"] = os.path.abspath(args.model)
     n = args.iterations
 
     subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "xray", "--bin", "xray-http"], cwd=ROOT, check=True)
@@ -180,7 +185,7 @@ def main():
     card = json.load(open(os.path.join(ROOT, "model/model.json")))
     size = card["input"]["size"]
     mean, std = 0.5, 0.2887
-    onnx = os.path.join(ROOT, "model/xray.onnx")
+    onnx = os.environ.get("XRAY_MODEL_PATH") or os.path.join(ROOT, "model/xray.onnx")
     sess = ort_session(onnx)
 
     out = subprocess.run([os.path.join(REL, "xray"), "bench", "--iterations", str(n), *FILES], check=True, capture_output=True, text=True).stdout

@@ -33,6 +33,12 @@ NAME = "covid-xray-cnn"
 VERSION = "2.2.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
+# The card's description of each train.py --arch.
+NETWORKS = {
+    "pool": "a 4x4 stride-4 patchify stem, then 3x3 convolutions with batch norm (folded), ReLU\nand max-pool, global average pooling and one linear layer; about 0.5M parameters",
+    "k2": "a 4x4 stride-4 patchify stem (192 to 48 px), 2x2 stride-2 convolutions down to 24\nand to 12 px, 3x3 convolutions with batch norm (folded) and ReLU, one max-pool, global\naverage pooling and one linear layer; about 0.6M parameters",
+    "k2pool": "a 4x4 stride-4 patchify stem (192 to 48 px), a 2x2 stride-2 convolution down to\n24 px, then 3x3 convolutions with batch norm (folded), ReLU and max-pool, global average\npooling and one linear layer; about 0.5M parameters",
+}
 CROPS_PER_FILM = 4  # training/run.sh: xray preprocess --crops 4
 
 
@@ -378,7 +384,8 @@ def main():
             "splits": summary,
             "sources": {f"{s}/{l}": n for (s, l), n in sorted(by_source.items())},
         },
-        "training": {k: training[k] for k in ("seed", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch")}
+        # "arch" exists from train.py --arch on; models before it are the "pool" network.
+        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch") if k in training}
         | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
@@ -610,8 +617,7 @@ Training reads the output of step 5, written by `xray preprocess`, and augments 
 |---|---|
 {src}
 
-Network: a 4x4 stride-4 patchify stem, then 3x3 convolutions with batch norm (folded), ReLU
-and max-pool, global average pooling and one linear layer; about 0.5M parameters, no
+Network: {NETWORKS[card['training'].get('arch', 'pool')]}, no
 mirror-image averaging at inference. Split: {card['data']['split']}. Training: {card['training']['epochs']} epochs on {card['training']['threads']} CPU threads
 ({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} ({card['training']['best_weights']} weights) by validation AUC;
 {card['training']['optimizer']}; {card['training']['loss']}; torch {card['training']['torch']}.

@@ -126,6 +126,16 @@ ARCHS = {
         *conv_bn(128, 128), nn.MaxPool2d(2),  # 6
         *conv_bn(128, 160),
     ],
+    # "k2" with the 24x24 max-pool back: only the 48x48 convolution and max-pool are replaced.
+    # ~82 MMAC; tract 1.8-1.9x onnxruntime (`bench/arch.py stem4-k2`).
+    "k2pool": lambda: [
+        *stem(),  # 48
+        *downsample_conv(32, 64),  # 24
+        *conv_bn(64, 96), nn.MaxPool2d(2),  # 12
+        *conv_bn(96, 128),
+        *conv_bn(128, 128), nn.MaxPool2d(2),  # 6
+        *conv_bn(128, 160),
+    ],
 }
 
 
