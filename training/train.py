@@ -416,11 +416,12 @@ def main():
     ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="pool", help="network shape (ARCHS); model 2.x is `pool`")
+    ap.add_argument("--seed", type=int, default=SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
     ap.add_argument("--tta", action="store_true", help="export mirror-image averaging (2x inference time)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
     args = ap.parse_args()
 
-    seed_everything(SEED)
+    seed_everything(args.seed)
     torch.set_num_threads(args.threads)
     params = json.load(open(os.path.join(args.pre, "preprocess.json")))
     mean, std = params["mean"], params["std"]
@@ -456,7 +457,7 @@ def main():
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
         )
-        gen = torch.Generator().manual_seed(SEED)
+        gen = torch.Generator().manual_seed(args.seed)
         ema = Ema(net, args.ema)
         history, best = [], None
         started = time.time()
@@ -530,7 +531,7 @@ def main():
         do_constant_folding=True,
     )
     training = {
-        "seed": SEED,
+        "seed": args.seed,
         "arch": args.arch,
         "epochs": args.epochs,
         "best_epoch": best_epoch,
