@@ -150,8 +150,10 @@ class XrayNet(nn.Module):
     - The 48x48 stage is where tract trails onnxruntime most (about 2x, and its max-pool
       10x). Networks with an 8x8 stem and no 48x48 stage come within 1.4-1.6x
       (`bench/arch.py`), but the two trained in session 4 reached validation AUC 0.980 and
-      0.987 against this network's 0.992. `arch="k2"` keeps the 4x4 stem and replaces the
-      48x48 convolution and the first two max-pools with 2x2 stride-2 convolutions.
+      0.987 against this network's 0.992. `k2pool` and `k2` keep the 4x4 stem and replace
+      the 48x48 stage with 2x2 stride-2 convolutions: within 2x in tract, but trained in
+      session 6 they read tighter framings of normal films as COVID more often than this
+      network (training/README.md), so this shape stays the default.
     About 0.5M parameters, 2.0 MB as float32, ~101 MMAC per image (`pool`).
     """
 
