@@ -328,6 +328,7 @@ def main():
     args = ap.parse_args()
 
     sess, training, mean, std, threshold = open_model(args.model)
+    params = training["preprocess"]
     onnx_path = os.path.join(args.model, "xray.onnx")
     splits = load_split(args.data, args.pre, args.split)
 
