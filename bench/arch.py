@@ -6,7 +6,8 @@ Exports each candidate to build/arch/NAME.onnx with batch norm folded (eval mode
 in onnxruntime here and in tract through `cargo run --release --example tract_time`, and
 prints both medians and their ratio. Accuracy is not measured: a shape worth training is one
 whose ratio meets issue 5's 1.5x floor at the same compute as the model it replaces.
-`model2` is model 2.x's network; `train.py` is the one training/train.py trains now.
+`model2` is model 2.x's network; `train.py` is the one training/train.py trains by default and
+`train.py:ARCH` the one `train.py --arch ARCH` trains (its `ARCHS`).
 `--int8` adds model/xray.onnx quantized by onnxruntime (static, per-channel int8 weights), as
 QDQ and as QOperator ops (convolutions and pools only: tract has no QLinearGlobalAveragePool).
 Random inputs calibrate it: these rows time it, they do not judge its accuracy.
@@ -24,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "training"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench import median_ms, ort_session  # noqa: E402
-from train import XrayNet  # noqa: E402
+from train import ARCHS, XrayNet  # noqa: E402
 
 
 def cbr(cin, cout, k=3, stride=1, pad=1):
@@ -47,20 +48,16 @@ CANDIDATES = {
     # 8x8 stem, a 3x3 convolution at 24x24, 2x2 stride-2 convolutions instead of the pools
     # (trained in session 4: validation AUC 0.987, model 2.1.0 0.992; not adopted)
     "stem8-k2": [*cbr(1, 64, 8, 8, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), *cbr(128, 192, 2, 2, 0), *cbr(192, 192), *cbr(192, 192), *head(192)],
-    # 4x4 stem, then a 2x2 stride-2 convolution to 24x24 instead of model 2's 3x3 convolution
-    # and max-pool at 48x48 (the stage where tract trails most)
-    "stem4-k2": [*STEM4, *cbr(32, 64, 2, 2, 0), *cbr(64, 96), POOL, *cbr(96, 128), *cbr(128, 128), POOL, *cbr(128, 160), *head(160)],
-    # the same with a 2x2 stride-2 convolution for the 24x24 pool, the 12x12 one kept
-    "stem4-k2-k2": [*STEM4, *cbr(32, 64, 2, 2, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), POOL, *cbr(128, 160), *head(160)],
-    # the same, 2x2 stride-2 convolutions for every pool
+    # train.py's `k2` (trained in session 6, with `k2pool`: `train.py:k2`, `train.py:k2pool`)
+    # with a 2x2 stride-2 convolution for the last max-pool too
     "stem4-k2-all": [*STEM4, *cbr(32, 64, 2, 2, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), *cbr(128, 160, 2, 2, 0), *cbr(160, 160), *head(160)],
     # 8x8 stem straight to 12x12 (trained in session 4: validation AUC 0.980; not adopted)
     "stem8-to12": [*cbr(1, 48, 8, 8, 0), *cbr(48, 96, 3, 2), *cbr(96, 128), *cbr(128, 128), *cbr(128, 128), *cbr(128, 192, 3, 2), *cbr(192, 192), *cbr(192, 192), *head(192)],
 }
 
 
-def train_py():
-    net = XrayNet()
+def train_py(arch="pool"):
+    net = XrayNet(arch)
     return list(net.features) + [m for m in net.head if not isinstance(m, nn.Dropout)]
 
 
@@ -77,14 +74,14 @@ def main():
     ap.add_argument("names", nargs="*")
     args = ap.parse_args()
     side = 192
-    names = args.names or [*CANDIDATES, "train.py"]
+    names = args.names or [*CANDIDATES, "train.py", *(f"train.py:{a}" for a in ARCHS if a != "pool")]
     out = os.path.join(ROOT, "build", "arch")
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
     x = torch.randn(1, 1, side, side)
     rows = {}
     for name in names:
-        layers = train_py() if name == "train.py" else CANDIDATES[name]
+        layers = train_py(name.partition(":")[2] or "pool") if name.startswith("train.py") else CANDIDATES[name]
         net = nn.Sequential(*layers).eval()
         macs = sum(
             m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * o.shape[2] * o.shape[3] // m.groups

@@ -116,7 +116,7 @@ ARCHS = {
     ],
     # No 3x3 convolution at 48x48: 2x2 stride-2 convolutions down to 24 and to 12, one more
     # 3x3 convolution at 12x12, the last max-pool kept. ~94 MMAC; tract 1.7x onnxruntime
-    # where "pool" is 2.0-2.2x (`bench/arch.py stem4-k2-k2 model2`).
+    # where "pool" is 2.0-2.2x (`bench/arch.py train.py:k2 model2`).
     "k2": lambda: [
         *stem(),  # 48
         *downsample_conv(32, 64),  # 24
@@ -127,7 +127,7 @@ ARCHS = {
         *conv_bn(128, 160),
     ],
     # "k2" with the 24x24 max-pool back: only the 48x48 convolution and max-pool are replaced.
-    # ~82 MMAC; tract 1.8-1.9x onnxruntime (`bench/arch.py stem4-k2`).
+    # ~82 MMAC; tract 1.8-1.9x onnxruntime (`bench/arch.py train.py:k2pool`).
     "k2pool": lambda: [
         *stem(),  # 48
         *downsample_conv(32, 64),  # 24
@@ -442,12 +442,13 @@ def main():
 
     is_covid = (yva == 0).numpy()
     if args.export_only:
-        args.arch = json.load(open(os.path.join(args.out, "training.json"))).get("arch", "pool")
+        # Calibrate, pick the threshold and export again from the weights a finished run
+        # saved; the training loop is deterministic, so this equals a full rerun. Network and
+        # seed are the run's own (training.json before --arch has none: the "pool" network).
+        previous = json.load(open(os.path.join(args.out, "training.json")))
+        args.arch, args.seed = previous.get("arch", "pool"), previous["seed"]
     net = XrayNet(args.arch)
     if args.export_only:
-        # Calibrate, pick the threshold and export again from the weights a finished run
-        # saved; the training loop is deterministic, so this equals a full rerun.
-        previous = json.load(open(os.path.join(args.out, "training.json")))
         state = torch.load(os.path.join(args.out, "weights.pt"))
         best_epoch, best_weights, history = previous["best_epoch"], previous["best_weights"], previous["history"]
         started = time.time() - previous["seconds"]
