@@ -88,6 +88,25 @@ def frame(x_u8, crops, y, p_crop, gen):
     return x_u8
 
 
+def consistency_loss(net, xb, crops, y, class_weight, weight, mean, std, gen):
+    """Cross-entropy on each film and on one of its tighter framings, plus `weight` times the
+    squared difference of their logit margins.
+
+    Class-blind, unlike `frame`: both classes are shown tight and whole, and the network is
+    asked to say the same of both framings of one film. The pool ties the field of view to
+    the label (tight COVID crops, whole NIH films); class-conditional cropping only moves that
+    tie (always cropping normals taught "tight means normal", run 11), while this asks for
+    an answer that does not depend on framing at all.
+    """
+    which = torch.randint(0, crops.shape[1], (len(y),), generator=gen)
+    tight = normalise(augment(crops[torch.arange(len(y)), which], gen), mean, std)
+    logits = net(torch.cat([xb, tight]))
+    loss = F.cross_entropy(logits, torch.cat([y, y]), weight=class_weight)
+    margin = logits[:, 0] - logits[:, 1]
+    n = len(y)
+    return loss + weight * (margin[:n] - margin[n:]).pow(2).mean()
+
+
 def conv_bn(cin, cout, stride=1):
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -416,6 +435,12 @@ def main():
     ap.add_argument("--crops", type=int, default=4, help="tighter framings per film written by `xray preprocess --crops`")
     ap.add_argument("--crop-normal", type=float, default=0.0, help="probability a normal training film is shown as one of its tighter framings")
     ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
+    ap.add_argument(
+        "--consistency",
+        type=float,
+        default=0.0,
+        help="weight of the framing-consistency loss: every film is also shown as one of its tighter framings, and the squared difference of the two logit margins is penalised (halves the films per step)",
+    )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="pool", help="network shape (ARCHS); model 2.x is `pool`")
     ap.add_argument("--seed", type=int, default=SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
@@ -435,7 +460,7 @@ def main():
         splits = {k: [r for r in rs if r["source"] not in args.leave_out] for k, rs in splits.items()}
     xtr, ytr = load_images(splits["train"])
     xva, yva = load_images(splits["val"])
-    use_crops = args.crops and max(args.crop_normal, args.crop_covid) > 0 and not args.export_only
+    use_crops = args.crops and max(args.crop_normal, args.crop_covid, args.consistency) > 0 and not args.export_only
     crops = load_crops(splits["train"], args.pre, args.crops) if use_crops else None
     p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
@@ -456,7 +481,10 @@ def main():
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
-        steps_per_epoch = math.ceil(len(ytr) / args.batch)
+        # With the consistency loss each film comes twice (whole and tighter), so a step holds
+        # half as many films and the batch the network sees keeps its size.
+        films_per_step = args.batch // 2 if args.consistency > 0 else args.batch
+        steps_per_epoch = math.ceil(len(ytr) / films_per_step)
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
         )
@@ -468,11 +496,14 @@ def main():
             net.train()
             perm = torch.randperm(len(ytr), generator=gen)
             total = 0.0
-            for i in range(0, len(perm), args.batch):
-                idx = perm[i : i + args.batch]
+            for i in range(0, len(perm), films_per_step):
+                idx = perm[i : i + films_per_step]
                 framed = frame(xtr[idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
                 xb = normalise(augment(framed, gen), mean, std)
-                loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
+                if args.consistency > 0:
+                    loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
+                else:
+                    loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -547,6 +578,7 @@ def main():
         "threshold": threshold,
         "left_out_sources": args.leave_out,
         "framing_crops": {"per_film": args.crops, "p_normal": args.crop_normal, "p_covid": args.crop_covid},
+        "framing_consistency": args.consistency,
         "ema_decay": args.ema,
         "tta": tta,
         "val_auc_plain": plain_auc,
