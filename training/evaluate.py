@@ -393,8 +393,9 @@ def main():
             "splits": summary,
             "sources": {f"{s}/{l}": n for (s, l), n in sorted(by_source.items())},
         },
-        # "arch" exists from train.py --arch on; models before it are the "pool" network.
-        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "seconds", "threads", "torch") if k in training}
+        # "arch" and "framing_consistency" exist from train.py --arch and --consistency on;
+        # models before them are the "pool" network without the consistency loss.
+        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "seconds", "threads", "torch") if k in training}
         | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
