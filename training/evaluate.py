@@ -512,6 +512,12 @@ against {f['whole_called_covid']} of the whole films; P(covid) changes by {f['me
 {matched}"""
 
 
+def crops_clause(crops):
+    """The augmentation list's words for train.py --crop-normal / --crop-covid, if used."""
+    shown = [f"{name} films as a tighter framing of the original with probability {crops[k]:g}" for name, k in (("normal", "p_normal"), ("COVID", "p_covid")) if crops.get(k, 0) > 0]
+    return "; shows " + " and ".join(shown) if shown else ""
+
+
 def write_card_readme(out, card):
     t = card["metrics"]["test"]
     c = t["confusion"]
@@ -607,7 +613,7 @@ lungs, and a patient-level split does not remove that. The training pipeline fig
 shortcuts (uniform borders are trimmed; every film is resized to a square and
 histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and
 noise, flips side markers, paints text-like boxes on both classes, and on 40% of the films
-hides everything outside a random central box), but **expect lower
+hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}), but **expect lower
 figures on X-rays from hospitals that are not in this pool**, and treat these numbers as an
 upper bound.
 
