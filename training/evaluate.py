@@ -27,7 +27,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from train import LABELS, SEED, data_args, load_split, roc_auc  # noqa: E402
+from split import SEED  # noqa: E402  (the split's seed, which the card names; also the bootstrap's)
+from train import LABELS, data_args, load_split, roc_auc  # noqa: E402
 
 NAME = "covid-xray-cnn"
 VERSION = "3.0.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut

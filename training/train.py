@@ -24,7 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-SEED = 20201127  # the split's seed (split.py) and evaluate.py's bootstrap seed
 # Model 3.0.0's seed of initialisation, batch order and augmentation: run 20 of
 # training/adoption-log.md, one of two fresh seeds its rule was written for.
 MODEL_SEED = 3
