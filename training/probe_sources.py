@@ -6,7 +6,8 @@
 train.py's `--leave-out` keeps whole collections out of training and validation. This prints,
 for each left-out collection, every one of its films classified by that model (accuracy at the
 model's validation-chosen threshold, mean P(covid)), beside the model's figures on the test
-patients of the collections it did see. A large gap means the model learned collections, not
+patients of the collections it did see, and, when the left-out collections hold both labels,
+their ROC-AUC against each other (threshold-free). A large gap means the model learned collections, not
 lungs. Such a model is a probe, never the committed one.
 """
 
@@ -44,9 +45,17 @@ def main():
         "threshold": threshold,
         "seen_collections_test": {k: m[k] for k in ("n", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")},
     }
+    unseen = []
     for source in left_out:
         rows = [r for rs in splits.values() for r in rs if r["source"] == source]
         out[f"unseen:{source}"] = figures(rows)[2] | {"label": rows[0]["label"]}
+        unseen += rows
+    # The unseen collections against each other: does the model still rank an unseen COVID film
+    # above an unseen normal one, whatever the threshold? 0.5 is a coin.
+    p, is_covid, _ = figures(unseen)
+    if is_covid.any() and not is_covid.all():
+        m = metrics(p, is_covid, threshold)
+        out["unseen_together"] = {k: m[k] for k in ("n", "balanced_accuracy", "roc_auc")}
     print(json.dumps(out, indent=1))
 
 

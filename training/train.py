@@ -304,6 +304,44 @@ def augment(x, gen):
     return x.clamp(0, 1)
 
 
+def amplitude_mix(x, y, p, gen):
+    """Give a fraction `p` of an augmented batch [B,1,S,S] in [0,1] the fine texture of a film
+    of the other class: part of its Fourier amplitude spectrum above 0.05 cycles per pixel,
+    keeping the film's own phase (after FACT's amplitude mix, Xu et al., CVPR 2021).
+
+    Histogram equalisation leaves every film with the same intensity histogram, so what still
+    tells one collection from another at the network's input is texture: sharpness, grain,
+    compression and resampling, which live in the high-frequency amplitudes, while the anatomy
+    lives mostly in the phase. Every adult normal of the pool comes from NIH and every COVID
+    film from COVID collections, so texture names the class. Each chosen film is paired with a
+    random film of the other class in the batch; at frequency f its amplitude becomes
+    `(1 - lam * w) * own + lam * w * other`, lam uniform in [0, 1) and w rising from 0 at 0.05
+    to 1 at 0.15 cycles per pixel. Low frequencies stay the film's own, because mixing them
+    paints the other film's haze in, which is what COVID opacities look like.
+    """
+    if p <= 0:
+        return x  # before drawing from `gen`, so runs without it stay as they were
+    b, s = x.shape[0], x.shape[-1]
+    chosen = (torch.rand(b, generator=gen) < p).nonzero().flatten()
+    if len(chosen) == 0:
+        return x
+    partner = torch.empty(b, dtype=torch.long)
+    for c in (0, 1):
+        mine, others = (y == c).nonzero().flatten(), (y != c).nonzero().flatten()
+        if len(others) == 0:
+            others = mine  # a one-class batch: mix within the class
+        if len(mine):
+            partner[mine] = others[torch.randint(0, len(others), (len(mine),), generator=gen)]
+    f = torch.fft.fftfreq(s)
+    radius = torch.sqrt(f.view(-1, 1) ** 2 + f.view(1, -1) ** 2)
+    w = ((radius - 0.05) / 0.10).clamp(0, 1) * torch.rand(len(chosen), generator=gen).view(-1, 1, 1, 1)
+    own = torch.fft.fft2(x[chosen])
+    amp = (1 - w) * own.abs() + w * torch.fft.fft2(x[partner[chosen]]).abs()
+    x = x.clone()
+    x[chosen] = torch.fft.ifft2(torch.polar(amp, own.angle())).real.clamp(0, 1)
+    return x
+
+
 def normalise(x01, mean, std):
     return (x01 - mean) / std
 
@@ -445,6 +483,12 @@ def main():
         default=0.0,
         help="weight of the framing-consistency loss: every film is also shown as one of its tighter framings, and the squared difference of the two logit margins is penalised (halves the films per step)",
     )
+    ap.add_argument(
+        "--amp-mix",
+        type=float,
+        default=0.0,
+        help="fraction of training films given part of another class's Fourier amplitude spectrum (texture), phase kept: amplitude_mix",
+    )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
@@ -503,7 +547,7 @@ def main():
             for i in range(0, len(perm), films_per_step):
                 idx = perm[i : i + films_per_step]
                 framed = frame(xtr[idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
-                xb = normalise(augment(framed, gen), mean, std)
+                xb = normalise(amplitude_mix(augment(framed, gen), ytr[idx], args.amp_mix, gen), mean, std)
                 if args.consistency > 0:
                     loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
                 else:
@@ -583,6 +627,7 @@ def main():
         "left_out_sources": args.leave_out,
         "framing_crops": {"per_film": args.crops, "p_normal": args.crop_normal, "p_covid": args.crop_covid},
         "framing_consistency": args.consistency,
+        "amplitude_mix": args.amp_mix,
         "ema_decay": args.ema,
         "tta": tta,
         "val_auc_plain": plain_auc,
