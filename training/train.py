@@ -304,6 +304,61 @@ def augment(x, gen):
     return x.clamp(0, 1)
 
 
+def gaussian_blur(x, sigma):
+    """Separable Gaussian blur of [B,1,S,S] with one sigma per image (pixels), reflect-padded."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
+    r = min(int(3 * float(sigma.max())) + 1, x.shape[-1] - 1)
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
+    k = (k / k.sum(1, keepdim=True)).expand(x.shape[0], -1)
+    b = x.shape[0]
+    xp = F.pad(x, (r, r, r, r), mode="reflect").view(1, b, x.shape[-2] + 2 * r, x.shape[-1] + 2 * r)
+    xp = F.conv2d(xp, k.reshape(b, 1, 1, -1), groups=b)
+    return F.conv2d(xp, k.reshape(b, 1, -1, 1), groups=b).view_as(x)
+
+
+def equalize(x):
+    """Histogram-equalise each image of a float batch [B,1,S,S] in [0,1], as `xray preprocess`
+    does to 8-bit films (`v -> (cdf(v) - cdf_min) / (n - cdf_min)` on 256 levels)."""
+    v = (x.clamp(0, 1) * 255).round().long().flatten(1)
+    cdf = torch.zeros(x.shape[0], 256).scatter_add_(1, v, torch.ones_like(v, dtype=torch.float32)).cumsum(1)
+    cdf_min = torch.where(cdf > 0, cdf, torch.inf).amin(1, keepdim=True)
+    n = v.shape[1]
+    lut = ((cdf - cdf_min) / (n - cdf_min).clamp(min=1)).clamp(0, 1)
+    return lut.gather(1, v).view_as(x)
+
+
+def unsharp(x, amount, sigma):
+    """A hospital's processing on an already prepared film: `x + amount * (x - blur_sigma(x))`,
+    then equalised again as the Rust preprocessing would. amount > 0 is the large-kernel
+    unsharp masking of modern X-ray consoles, amount < 0 a softer film."""
+    amount = torch.as_tensor(amount, dtype=torch.float32).view(-1, 1, 1, 1)
+    return equalize(x + amount * (x - gaussian_blur(x, sigma)))
+
+
+def process_like_another_hospital(x_u8, p, gen):
+    """With probability `p`, each film of a uint8 batch [B,1,S,S] gets `unsharp` with sigma
+    log-uniform in 3-32 pixels and amount uniform in [-0.6, 1.5]; returns uint8.
+
+    The pool's adult normals are all NIH films, soft and low in local contrast; its COVID films
+    come from hospitals and publications that enhance local contrast. Run 20's recipe called
+    NIH validation normals COVID at mean P 0.65 once given a sigma-8 unsharp mask (0.17 as
+    they are: training/probe_processing.py). Processing both classes at random denies that
+    cue; contrast *between* lung and the rest of the film, which opacities change, survives.
+    """
+    if p <= 0:
+        return x_u8  # before drawing from `gen`, so runs without it stay as they were
+    b = x_u8.shape[0]
+    chosen = (torch.rand(b, generator=gen) < p).nonzero().flatten()
+    if len(chosen) == 0:
+        return x_u8
+    sigma = torch.exp(math.log(3) + torch.rand(len(chosen), generator=gen) * math.log(32 / 3))
+    amount = -0.6 + 2.1 * torch.rand(len(chosen), generator=gen)
+    x = x_u8.clone()
+    x[chosen] = (unsharp(x_u8[chosen].float() / 255, amount, sigma) * 255).round().to(torch.uint8)
+    return x
+
+
 def amplitude_mix(x, y, p, gen):
     """Give a fraction `p` of an augmented batch [B,1,S,S] in [0,1] the fine texture of a film
     of the other class: part of its Fourier amplitude spectrum above 0.05 cycles per pixel,
@@ -489,6 +544,12 @@ def main():
         default=0.0,
         help="fraction of training films given part of another class's Fourier amplitude spectrum (texture), phase kept: amplitude_mix",
     )
+    ap.add_argument(
+        "--process",
+        type=float,
+        default=0.0,
+        help="fraction of training films given a random large-kernel unsharp mask or softening, then equalised again: process_like_another_hospital",
+    )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
@@ -547,6 +608,7 @@ def main():
             for i in range(0, len(perm), films_per_step):
                 idx = perm[i : i + films_per_step]
                 framed = frame(xtr[idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
+                framed = process_like_another_hospital(framed, args.process, gen)
                 xb = normalise(amplitude_mix(augment(framed, gen), ytr[idx], args.amp_mix, gen), mean, std)
                 if args.consistency > 0:
                     loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
@@ -628,6 +690,7 @@ def main():
         "framing_crops": {"per_film": args.crops, "p_normal": args.crop_normal, "p_covid": args.crop_covid},
         "framing_consistency": args.consistency,
         "amplitude_mix": args.amp_mix,
+        "hospital_processing": args.process,
         "ema_decay": args.ema,
         "tta": tta,
         "val_auc_plain": plain_auc,
