@@ -28,10 +28,10 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from split import SEED  # noqa: E402  (the split's seed, which the card names; also the bootstrap's)
-from train import LABELS, data_args, load_split, roc_auc  # noqa: E402
+from train import LABELS, data_args, load_split, roc_auc, unsharp  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "3.0.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut
+VERSION = "3.1.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films)
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 # The card's description of each train.py --arch.
@@ -114,6 +114,37 @@ def field_of_view_probe(sess, x, p, is_covid, threshold):
         "covid": int(is_covid.sum()),
         "mean_abs_change": float(np.abs(q - p).mean()),
         "roc_auc": roc_auc(q, is_covid),
+    }
+
+
+def processing_probe(sess, x, p, is_covid, threshold, mean, std):
+    """The same films as another hospital's console would have processed them: what flips?
+
+    Every adult normal of the pool is an NIH film, soft and low in local contrast; modern
+    consoles sharpen films with a large-kernel unsharp mask. A model that learned "contrasty
+    means COVID" calls a sharpened normal film COVID. Each film is given `train.unsharp`
+    (sigma 8 pixels, amount 1: sharpened; sigma 24, amount -0.5: softened) and equalised
+    again, as `xray preprocess` would; returns how many normals the sharpening turns into
+    COVID, how many COVID films the softening turns normal, the mean changes and the AUCs.
+    """
+    x01 = torch.from_numpy(x * std + mean).clamp(0, 1)
+    n = len(x01)
+
+    def run(amount, sigma):
+        y = unsharp(x01, [amount] * n, [sigma] * n)
+        return run_batch(sess, ((y - mean) / std).numpy().astype(np.float32))
+
+    sharp, soft = run(1.0, 8.0), run(-0.5, 24.0)
+    was = p >= threshold
+    return {
+        "normal": int((~is_covid).sum()),
+        "covid": int(is_covid.sum()),
+        "sharpened_normal_called_covid": int(((sharp >= threshold) & ~was & ~is_covid).sum()),
+        "sharpened_mean_change_normal": float((sharp - p)[~is_covid].mean()),
+        "sharpened_roc_auc": roc_auc(sharp, is_covid),
+        "softened_covid_called_normal": int(((soft < threshold) & was & is_covid).sum()),
+        "softened_mean_change_covid": float((soft - p)[is_covid].mean()),
+        "softened_roc_auc": roc_auc(soft, is_covid),
     }
 
 
@@ -356,6 +387,7 @@ def main():
     test["shortcut_probes_roc_auc"] = hidden_region_auc(sess, x, is_covid, mean, std)
     test["field_of_view_probe"] = field_of_view_probe(sess, x, p, is_covid, threshold)
     test["framing_probe"] = framing_probe(sess, rows, p, is_covid, threshold, args.pre, mean, std)
+    test["processing_probe"] = processing_probe(sess, x, p, is_covid, threshold, mean, std)
     occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, args.model, args.data)
     val = metrics(results["val"][1], results["val"][2], threshold)
     plots(args.model, p, is_covid, threshold, test, rows, args.data)
@@ -396,7 +428,7 @@ def main():
         },
         # "arch" and "framing_consistency" exist from train.py --arch and --consistency on;
         # models before them are the "pool" network without the consistency loss.
-        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "seconds", "threads", "torch") if k in training}
+        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "amplitude_mix", "seconds", "threads", "torch") if k in training}
         | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
@@ -451,6 +483,7 @@ def update_readme_headline(readme, card):
     probes = t["shortcut_probes_roc_auc"]
     fov = t["field_of_view_probe"]
     fr = t.get("framing_probe")
+    pp = t.get("processing_probe")
     block = (
         "<!-- model-card:start (written by training/evaluate.py) -->\n"
         f"| held-out patients (n={t['n']}) | value |\n|---|---|\n"
@@ -469,6 +502,12 @@ def update_readme_headline(readme, card):
         + (
             f"| ROC-AUC of the COVID films against those tighter framings (framing cannot separate the classes) | {fr['roc_auc_covid_vs_tighter_normals']:.4f} |\n"
             if fr
+            else ""
+        )
+        + (
+            f"| normal films called COVID once sharpened like a modern console's output (unsharp mask, sigma 8 px) | {pp['sharpened_normal_called_covid']}/{pp['normal']} |\n"
+            f"| COVID films called normal once softened (sigma 24 px) | {pp['softened_covid_called_normal']}/{pp['covid']} |\n"
+            if pp
             else ""
         )
         + "\n"
@@ -511,6 +550,31 @@ the crop; the central-80% probe above crops an already equalised image, which se
 produces): {f['crops_called_covid']} of {n} crops ({f['films_with_a_crop_called_covid']} of {f['normal']} films) are called COVID,
 against {f['whole_called_covid']} of the whole films; P(covid) changes by {f['mean_change']:+.3f} on average. {how}
 {matched}"""
+
+
+def processing_text(f, p_process):
+    """The card's paragraph on processing_probe, if the model was measured with it."""
+    if not f:
+        return ""
+    how = (
+        f"Training gave {p_process:.0%} of the films of both classes a random unsharp mask or softening "
+        "(sigma 3-32 px, `train.py --process`), so that local contrast alone cannot name the class."
+        if p_process
+        else "Training did not vary local contrast."
+    )
+    return f"""
+**Processing.** Every adult normal of the pool is an NIH film, soft and low in local contrast;
+modern consoles sharpen films with a large-kernel unsharp mask. Each test film sharpened that
+way (sigma 8 px, amount 1, equalised again): {f['sharpened_normal_called_covid']} of {f['normal']} normal films flip to
+COVID (mean change of P(covid) {f['sharpened_mean_change_normal']:+.3f}; ROC-AUC {f['sharpened_roc_auc']:.4f}). Softened (sigma 24 px,
+amount -0.5): {f['softened_covid_called_normal']} of {f['covid']} COVID films flip to normal (mean change {f['softened_mean_change_covid']:+.3f}; ROC-AUC
+{f['softened_roc_auc']:.4f}). {how}
+"""
+
+
+def process_clause(p_process):
+    """The augmentation list's words for train.py --process, if used."""
+    return f"; gives {p_process:.0%} of the films of both classes a random console-style unsharp mask or softening" if p_process else ""
 
 
 def crops_clause(crops):
@@ -593,6 +657,7 @@ flip to COVID and {fov['covid_called_normal']} of {fov['covid']} COVID films to 
 often tight crops from publications, the NIH normals whole films, so a model can learn the
 framing; `tests/robustness.rs` runs the same check through the served pipeline.
 {framing_text(t.get("framing_probe"), card["training"]["framing_crops"], t["roc_auc"])}
+{processing_text(t.get("processing_probe"), card["training"].get("hospital_processing", 0.0))}
 ![Occlusion sensitivity](attention.png)
 
 ### By source and view (test)
@@ -614,7 +679,7 @@ lungs, and a patient-level split does not remove that. The training pipeline fig
 shortcuts (uniform borders are trimmed; every film is resized to a square and
 histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and
 noise, flips side markers, paints text-like boxes on both classes, and on 40% of the films
-hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}), but **expect lower
+hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}{process_clause(card["training"].get("hospital_processing", 0.0))}), but **expect lower
 figures on X-rays from hospitals that are not in this pool**, and treat these numbers as an
 upper bound.
 

@@ -4,7 +4,8 @@
 
 For each model folder (an `xray.onnx` and the `training.json` that train.py wrote beside it):
 validation ROC-AUC and balanced accuracy through onnxruntime, the central-80% field-of-view probe (labels flipped),
-the serving-path framing probe (needs `xray preprocess --crops 4`), and the framing-matched
+the serving-path framing probe (needs `xray preprocess --crops 4`), the processing probe
+(normals sharpened, COVID films softened, as other hospitals' consoles would), and the framing-matched
 ROC-AUC: the COVID films against the normal films' tighter framings, so that framing cannot
 tell the classes apart and only what is inside the frame can. Reads only the
 validation split, so candidates can be compared before the test split is read.
@@ -15,7 +16,7 @@ import json
 
 import numpy as np
 
-from evaluate import field_of_view_probe, framing_probe, load_x, open_model, p_covid_of
+from evaluate import field_of_view_probe, framing_probe, load_x, open_model, p_covid_of, processing_probe
 from train import balanced_accuracy, data_args, load_split, roc_auc
 
 
@@ -29,7 +30,8 @@ def main():
     for folder in args.models:
         sess, _, mean, std, threshold = open_model(folder)
         p = p_covid_of(sess, rows, mean, std)
-        fov = field_of_view_probe(sess, load_x(rows, mean, std), p, is_covid, threshold)
+        x = load_x(rows, mean, std)
+        fov = field_of_view_probe(sess, x, p, is_covid, threshold)
         out = {
             "model": folder,
             "val_roc_auc": roc_auc(p, is_covid),
@@ -39,6 +41,8 @@ def main():
             "central_80pct_flips": fov["normal_called_covid"] + fov["covid_called_normal"],
             # framing_probe's roc_auc_covid_vs_tighter_normals is the framing-matched AUC.
             "framing_probe": framing_probe(sess, rows, p, is_covid, threshold, args.pre, mean, std),
+            # Normals sharpened like a console's output, COVID films softened (evaluate.py).
+            "processing_probe": processing_probe(sess, x, p, is_covid, threshold, mean, std),
         }
         print(json.dumps(out))
 
