@@ -342,9 +342,9 @@ def process_like_another_hospital(x_u8, p, gen):
     log-uniform in 3-32 pixels and amount uniform in [-0.6, 1.5]; returns uint8.
 
     The pool's adult normals are all NIH films, soft and low in local contrast; its COVID films
-    come from hospitals and publications that enhance local contrast. Run 20's recipe called
-    NIH validation normals COVID at mean P 0.65 once given a sigma-8 unsharp mask (0.17 as
-    they are: training/probe_processing.py). Processing both classes at random denies that
+    come from hospitals and publications that enhance local contrast. Model 3.0.0 called NIH
+    validation normals COVID at mean P 0.66 once given a sigma-8 unsharp mask (0.15 as they
+    are: training/probe_processing.py); 3.1.0, trained with this at p = 0.5, at 0.31. Processing both classes at random denies that
     cue; contrast *between* lung and the rest of the film, which opacities change, survives.
     """
     if p <= 0:
