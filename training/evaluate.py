@@ -117,6 +117,13 @@ def field_of_view_probe(sess, x, p, is_covid, threshold):
     }
 
 
+def p_transformed(sess, x, transform, mean, std):
+    """P(covid) of normalised films `x` after `transform`, which maps a torch batch in [0, 1]
+    (the preprocessed films) to another."""
+    y = transform(torch.from_numpy(x * std + mean).clamp(0, 1))
+    return run_batch(sess, ((y - mean) / std).numpy().astype(np.float32))
+
+
 def processing_probe(sess, x, p, is_covid, threshold, mean, std):
     """The same films as another hospital's console would have processed them: what flips?
 
@@ -127,14 +134,9 @@ def processing_probe(sess, x, p, is_covid, threshold, mean, std):
     again, as `xray preprocess` would; returns how many normals the sharpening turns into
     COVID, how many COVID films the softening turns normal, the mean changes and the AUCs.
     """
-    x01 = torch.from_numpy(x * std + mean).clamp(0, 1)
-    n = len(x01)
-
-    def run(amount, sigma):
-        y = unsharp(x01, [amount] * n, [sigma] * n)
-        return run_batch(sess, ((y - mean) / std).numpy().astype(np.float32))
-
-    sharp, soft = run(1.0, 8.0), run(-0.5, 24.0)
+    n = len(x)
+    sharp = p_transformed(sess, x, lambda y: unsharp(y, [1.0] * n, [8.0] * n), mean, std)
+    soft = p_transformed(sess, x, lambda y: unsharp(y, [-0.5] * n, [24.0] * n), mean, std)
     was = p >= threshold
     return {
         "normal": int((~is_covid).sum()),

@@ -14,11 +14,7 @@ as they are. Only validation and unseen collections are read, never the test spl
 import argparse
 import json
 
-import numpy as np
-import torch
-from PIL import Image
-
-from evaluate import open_model
+from evaluate import load_x, open_model, p_transformed
 from train import data_args, gaussian_blur, load_split, unsharp
 
 TRANSFORMS = {
@@ -46,15 +42,11 @@ def main():
     for source in left_out:
         sets[f"unseen:{source}"] = [r for rs in splits.values() for r in rs if r["source"] == source][:80]
 
-    def p_covid(x):
-        x = ((x - mean) / std).numpy().astype(np.float32)
-        return np.array([sess.run(None, {"image": x[i : i + 1]})[0][0, 0] for i in range(len(x))])
-
     out = {"model": args.model, "threshold": threshold, "mean_p_covid": {}}
     for name, rows in sorted(sets.items()):
-        x = torch.from_numpy(np.stack([np.asarray(Image.open(r["pre"]), dtype=np.float32) for r in rows])[:, None] / 255.0)
+        x = load_x(rows, mean, std)
         out["mean_p_covid"][f"{name} (n={len(rows)}, {rows[0]['label']})"] = {
-            t: round(float(p_covid(f(x)).mean()), 3) for t, f in TRANSFORMS.items()
+            t: round(float(p_transformed(sess, x, f, mean, std).mean()), 3) for t, f in TRANSFORMS.items()
         }
     print(json.dumps(out, indent=1))
 

@@ -45,14 +45,16 @@ def main():
         "threshold": threshold,
         "seen_collections_test": {k: m[k] for k in ("n", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")},
     }
-    unseen = []
+    unseen_p, unseen_is_covid = [], []
     for source in left_out:
         rows = [r for rs in splits.values() for r in rs if r["source"] == source]
-        out[f"unseen:{source}"] = figures(rows)[2] | {"label": rows[0]["label"]}
-        unseen += rows
+        p, is_covid, f = figures(rows)
+        out[f"unseen:{source}"] = f | {"label": rows[0]["label"]}
+        unseen_p.append(p)
+        unseen_is_covid.append(is_covid)
     # The unseen collections against each other: does the model still rank an unseen COVID film
     # above an unseen normal one, whatever the threshold? 0.5 is a coin.
-    p, is_covid, _ = figures(unseen)
+    p, is_covid = np.concatenate(unseen_p), np.concatenate(unseen_is_covid)
     if is_covid.any() and not is_covid.all():
         m = metrics(p, is_covid, threshold)
         out["unseen_together"] = {k: m[k] for k in ("n", "balanced_accuracy", "roc_auc")}
