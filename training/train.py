@@ -189,6 +189,41 @@ class XrayNet(nn.Module):
         return self.head(self.features(x))
 
 
+class Ensemble(nn.Module):
+    """The mean logits of networks trained alike from different seeds (`train.py --ensemble`).
+
+    The mean of the logits is the mean of the logit margins that `Calibrated` scales, so the
+    ensemble is calibrated, thresholded and exported exactly like one network.
+    """
+
+    def __init__(self, nets):
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x):
+        return torch.stack([net(x) for net in self.nets]).mean(dim=0)
+
+
+# What every member of an ensemble must share, and what the ensemble's training.json copies
+# from them: the recipe. Seeds, best epochs and times differ and are listed per member.
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "ema_decay", "left_out_sources", "threads", "torch")
+
+
+def load_members(folders):
+    """The finished runs in `folders` as one `Ensemble`, and their training.json files."""
+    members = [json.load(open(os.path.join(f, "training.json"))) for f in folders]
+    for key in RECIPE:
+        values = {json.dumps(m.get(key), sort_keys=True) for m in members}
+        if len(values) > 1:
+            raise SystemExit(f"--ensemble: the runs differ in {key!r}: {sorted(values)}")
+    nets = []
+    for folder, member in zip(folders, members):
+        net = XrayNet(member["arch"])
+        net.load_state_dict(torch.load(os.path.join(folder, "weights.pt")))
+        nets.append(net)
+    return Ensemble(nets), members
+
+
 def mirror_matrix(s):
     """The s x s anti-identity: `x @ mirror_matrix(s)` flips the last axis.
 
@@ -558,6 +593,12 @@ def main():
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
     ap.add_argument("--tta", action="store_true", help="export mirror-image averaging (2x inference time)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
+    ap.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="RUN",
+        help="skip training: export the mean logits of these finished runs (folders train.py wrote, same recipe, different seeds), calibrated and thresholded on validation",
+    )
     args = ap.parse_args()
 
     seed_everything(args.seed)
@@ -572,7 +613,8 @@ def main():
         splits = {k: [r for r in rs if r["source"] not in args.leave_out] for k, rs in splits.items()}
     xtr, ytr = load_images(splits["train"])
     xva, yva = load_images(splits["val"])
-    use_crops = args.crops and max(args.crop_normal, args.crop_covid, args.consistency) > 0 and not args.export_only
+    trains = not (args.export_only or args.ensemble)
+    use_crops = args.crops and max(args.crop_normal, args.crop_covid, args.consistency) > 0 and trains
     crops = load_crops(splits["train"], args.pre, args.crops) if use_crops else None
     p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
@@ -583,13 +625,25 @@ def main():
         # saved; the training loop is deterministic, so this equals a full rerun. Network and
         # seed are the run's own (training.json before --arch has none: the "pool" network).
         previous = json.load(open(os.path.join(args.out, "training.json")))
+        if "ensemble" in previous:
+            raise SystemExit(f"{args.out} holds an ensemble: export it again with --ensemble and its runs")
         args.arch, args.seed = previous.get("arch", "pool"), previous["seed"]
-    net = XrayNet(args.arch)
-    if args.export_only:
+    members = None
+    if args.ensemble:
+        # Nothing trains: the members' saved weights, in one network that averages their logits.
+        net, members = load_members(args.ensemble)
+        state = net.state_dict()
+        best_epoch = [m["best_epoch"] for m in members]
+        best_weights = [m["best_weights"] for m in members]
+        history = []
+        started = time.time() - sum(m["seconds"] for m in members)
+    elif args.export_only:
+        net = XrayNet(args.arch)
         state = torch.load(os.path.join(args.out, "weights.pt"))
         best_epoch, best_weights, history = previous["best_epoch"], previous["best_weights"], previous["history"]
         started = time.time() - previous["seconds"]
     else:
+        net = XrayNet(args.arch)
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
@@ -649,6 +703,7 @@ def main():
 
         _, best_epoch, best_weights, state = best
     net.load_state_dict(state)
+    net.eval()
     plain_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std), 1)[:, 0].numpy(), is_covid)
     tta_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std, tta=True), 1)[:, 0].numpy(), is_covid)
     # Mirror-image averaging doubles inference time for ~0.003 validation AUC (measured on the
@@ -705,6 +760,16 @@ def main():
         "history": history,
         "preprocess": params,
     }
+    if members:
+        # The members' shared recipe, not this command's defaults; per-member seeds and epochs.
+        training |= {k: members[0][k] for k in RECIPE if k in members[0]}
+        training |= {
+            "seed": [m["seed"] for m in members],
+            "ensemble": [
+                {"run": folder, "seed": m["seed"], "best_epoch": m["best_epoch"], "best_weights": m["best_weights"], "val_auc_plain": m["val_auc_plain"], "seconds": m["seconds"]}
+                for folder, m in zip(args.ensemble, members)
+            ],
+        }
     json.dump(training, open(os.path.join(args.out, "training.json"), "w"), indent=2)
     print(f"wrote {onnx_path} and training.json in {time.time() - started:.0f}s")
 
