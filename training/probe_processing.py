@@ -12,10 +12,32 @@ as they are. Only validation and unseen collections are read, never the test spl
 """
 
 import argparse
+import io
 import json
 
+import numpy as np
+import torch
+from PIL import Image
+
 from evaluate import load_x, open_model, p_transformed
-from train import data_args, gaussian_blur, load_split, unsharp
+from train import clahe, data_args, equalize, gaussian_blur, load_split, unsharp
+
+
+def noisy(x, sigma, seed=0):
+    """Gaussian noise of `sigma` (in [0,1] units, at model resolution), equalised again."""
+    gen = torch.Generator().manual_seed(seed)
+    return equalize(x + sigma * torch.randn(x.shape, generator=gen))
+
+
+def jpeg(x, quality):
+    """Each film saved as a JPEG of `quality` at model resolution and read back, equalised again."""
+    out = []
+    for film in x[:, 0]:
+        buf = io.BytesIO()
+        Image.fromarray((film.clamp(0, 1) * 255).round().byte().numpy()).save(buf, "JPEG", quality=quality)
+        out.append(torch.from_numpy(np.asarray(Image.open(io.BytesIO(buf.getvalue())), dtype=np.float32) / 255))
+    return equalize(torch.stack(out).unsqueeze(1))
+
 
 TRANSFORMS = {
     "as prepared": lambda x: x,
@@ -24,6 +46,10 @@ TRANSFORMS = {
     "unsharp sigma 24 amount 1": lambda x: unsharp(x, [1.0] * len(x), [24.0] * len(x)),
     "soften sigma 8 amount -0.5": lambda x: unsharp(x, [-0.5] * len(x), [8.0] * len(x)),
     "soften sigma 24 amount -0.5": lambda x: unsharp(x, [-0.5] * len(x), [24.0] * len(x)),
+    "CLAHE 8x8 tiles clip 2": lambda x: clahe(x, 8, 2.0),
+    "CLAHE 8x8 tiles clip 4": lambda x: clahe(x, 8, 4.0),
+    "noise sigma 0.03": lambda x: noisy(x, 0.03),
+    "JPEG quality 20": lambda x: jpeg(x, 20),
 }
 
 

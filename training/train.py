@@ -206,7 +206,7 @@ class Ensemble(nn.Module):
 
 # What every member of an ensemble must share, and what the ensemble's training.json copies
 # from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "ema_decay", "left_out_sources", "threads", "torch")
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "ema_decay", "left_out_sources", "threads", "torch")
 
 
 def load_members(folders):
@@ -372,6 +372,37 @@ def unsharp(x, amount, sigma):
     return equalize(x + amount * (x - gaussian_blur(x, sigma)))
 
 
+def clahe(x, tiles=8, clip=2.0):
+    """Contrast-limited adaptive histogram equalisation (Zuiderveld 1994) of a float batch
+    [B,1,S,S] in [0,1], then equalised again as `xray preprocess` would after a console had
+    processed the film this way.
+
+    Another common console processing besides the unsharp mask: each of tiles x tiles regions
+    gets its own histogram equalisation, its histogram clipped at `clip` times the mean bin
+    (the excess spread over all bins), and each pixel blends the mappings of its four nearest
+    tile centres bilinearly. S must be a multiple of `tiles`.
+    """
+    b, _, s, _ = x.shape
+    t = s // tiles
+    v = (x.clamp(0, 1) * 255).round().long()[:, 0]
+    per_tile = v.view(b, tiles, t, tiles, t).permute(0, 1, 3, 2, 4).reshape(b, tiles * tiles, t * t)
+    hist = torch.zeros(b, tiles * tiles, 256).scatter_add_(2, per_tile, torch.ones_like(per_tile, dtype=torch.float32))
+    limit = clip * t * t / 256
+    excess = (hist - limit).clamp(min=0).sum(2, keepdim=True)
+    lut = (hist.clamp(max=limit) + excess / 256).cumsum(2) / (t * t)
+    f = ((torch.arange(s) + 0.5) / t - 0.5).clamp(0, tiles - 1)  # position in tile-centre units
+    i0 = f.floor().long().clamp(max=tiles - 2)
+    w = f - i0
+    y0, x0, wy, wx = i0.view(1, s, 1), i0.view(1, 1, s), w.view(1, s, 1), w.view(1, 1, s)
+    bi = torch.arange(b).view(b, 1, 1)
+
+    def at(yy, xx):
+        return lut[bi, yy * tiles + xx, v]
+
+    out = (1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1)) + wy * ((1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1))
+    return equalize(out.unsqueeze(1))
+
+
 def process_like_another_hospital(x_u8, p, gen):
     """With probability `p`, each film of a uint8 batch [B,1,S,S] gets `unsharp` with sigma
     log-uniform in 3-32 pixels and amount uniform in [-0.6, 1.5]; returns uint8.
@@ -392,6 +423,25 @@ def process_like_another_hospital(x_u8, p, gen):
     amount = -0.6 + 2.1 * torch.rand(len(chosen), generator=gen)
     x = x_u8.clone()
     x[chosen] = (unsharp(x_u8[chosen].float() / 255, amount, sigma) * 255).round().to(torch.uint8)
+    return x
+
+
+def clahe_like_another_hospital(x_u8, p, gen):
+    """With probability `p`, each film of a uint8 batch [B,1,S,S] gets `clahe` with 4, 6, 8 or
+    12 tiles a side and a clip limit uniform in 1.5-5; returns uint8.
+
+    CLAHE is the other local-contrast processing consoles and viewers apply. On model 3.1.0,
+    NIH validation normals went from mean P(covid) 0.17 to 0.59 under CLAHE with 8x8 tiles
+    and clip 4 (training/probe_processing.py, session 10): `--process` alone does not deny it.
+    """
+    if p <= 0:
+        return x_u8  # before drawing from `gen`, so runs without it stay as they were
+    chosen = (torch.rand(x_u8.shape[0], generator=gen) < p).nonzero().flatten().tolist()
+    x = x_u8.clone()
+    for i in chosen:
+        tiles = (4, 6, 8, 12)[int(torch.randint(4, (1,), generator=gen))]
+        clip = 1.5 + 3.5 * float(torch.rand(1, generator=gen))
+        x[i : i + 1] = (clahe(x_u8[i : i + 1].float() / 255, tiles, clip) * 255).round().to(torch.uint8)
     return x
 
 
@@ -588,6 +638,12 @@ def main():
         default=0.5,
         help="fraction of training films given a random large-kernel unsharp mask or softening, then equalised again: process_like_another_hospital",
     )
+    ap.add_argument(
+        "--clahe",
+        type=float,
+        default=0.0,
+        help="fraction of training films given a random contrast-limited adaptive histogram equalisation, then equalised again: clahe_like_another_hospital",
+    )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
@@ -666,6 +722,7 @@ def main():
                 idx = perm[i : i + films_per_step]
                 framed = frame(xtr[idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
                 framed = process_like_another_hospital(framed, args.process, gen)
+                framed = clahe_like_another_hospital(framed, args.clahe, gen)
                 xb = normalise(amplitude_mix(augment(framed, gen), ytr[idx], args.amp_mix, gen), mean, std)
                 if args.consistency > 0:
                     loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
@@ -749,6 +806,7 @@ def main():
         "framing_consistency": args.consistency,
         "amplitude_mix": args.amp_mix,
         "hospital_processing": args.process,
+        "hospital_clahe": args.clahe,
         "ema_decay": args.ema,
         "tta": tta,
         "val_auc_plain": plain_auc,
