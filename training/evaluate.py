@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from split import SEED  # noqa: E402  (the split's seed, which the card names; also the bootstrap's)
-from train import LABELS, data_args, load_split, roc_auc, unsharp  # noqa: E402
+from train import LABELS, clahe, data_args, load_split, roc_auc, unsharp  # noqa: E402
 
 NAME = "covid-xray-cnn"
 VERSION = "3.1.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films)
@@ -130,13 +130,15 @@ def processing_probe(sess, x, p, is_covid, threshold, mean, std):
     Every adult normal of the pool is an NIH film, soft and low in local contrast; modern
     consoles sharpen films with a large-kernel unsharp mask. A model that learned "contrasty
     means COVID" calls a sharpened normal film COVID. Each film is given `train.unsharp`
-    (sigma 8 pixels, amount 1: sharpened; sigma 24, amount -0.5: softened) and equalised
-    again, as `xray preprocess` would; returns how many normals the sharpening turns into
-    COVID, how many COVID films the softening turns normal, the mean changes and the AUCs.
+    (sigma 8 pixels, amount 1: sharpened; sigma 24, amount -0.5: softened) and, separately,
+    `train.clahe` (8x8 tiles, clip 4), each equalised again, as `xray preprocess` would;
+    returns how many normals the sharpening and CLAHE turn into COVID, how many COVID films
+    the softening turns normal, the mean changes and the AUCs.
     """
     n = len(x)
     sharp = p_transformed(sess, x, lambda y: unsharp(y, [1.0] * n, [8.0] * n), mean, std)
     soft = p_transformed(sess, x, lambda y: unsharp(y, [-0.5] * n, [24.0] * n), mean, std)
+    local = p_transformed(sess, x, lambda y: clahe(y, 8, 4.0), mean, std)
     was = p >= threshold
     return {
         "normal": int((~is_covid).sum()),
@@ -147,6 +149,11 @@ def processing_probe(sess, x, p, is_covid, threshold, mean, std):
         "softened_covid_called_normal": int(((soft < threshold) & was & is_covid).sum()),
         "softened_mean_change_covid": float((soft - p)[is_covid].mean()),
         "softened_roc_auc": roc_auc(soft, is_covid),
+        # CLAHE (8x8 tiles, clip 4), the other local-contrast processing of viewers and
+        # published pipelines; no training recipe denies it yet (session 10).
+        "clahe_normal_called_covid": int(((local >= threshold) & ~was & ~is_covid).sum()),
+        "clahe_mean_change_normal": float((local - p)[~is_covid].mean()),
+        "clahe_roc_auc": roc_auc(local, is_covid),
     }
 
 
@@ -509,6 +516,7 @@ def update_readme_headline(readme, card):
         + (
             f"| normal films called COVID once sharpened like a modern console's output (unsharp mask, sigma 8 px) | {pp['sharpened_normal_called_covid']}/{pp['normal']} |\n"
             f"| COVID films called normal once softened (sigma 24 px) | {pp['softened_covid_called_normal']}/{pp['covid']} |\n"
+            + (f"| normal films called COVID once given CLAHE (8x8 tiles, clip 4; not yet trained against) | {pp['clahe_normal_called_covid']}/{pp['normal']} |\n" if "clahe_normal_called_covid" in pp else "")
             if pp
             else ""
         )
@@ -570,8 +578,19 @@ modern consoles sharpen films with a large-kernel unsharp mask. Each test film s
 way (sigma 8 px, amount 1, equalised again): {f['sharpened_normal_called_covid']} of {f['normal']} normal films flip to
 COVID (mean change of P(covid) {f['sharpened_mean_change_normal']:+.3f}; ROC-AUC {f['sharpened_roc_auc']:.4f}). Softened (sigma 24 px,
 amount -0.5): {f['softened_covid_called_normal']} of {f['covid']} COVID films flip to normal (mean change {f['softened_mean_change_covid']:+.3f}; ROC-AUC
-{f['softened_roc_auc']:.4f}). {how}
+{f['softened_roc_auc']:.4f}). {how}{clahe_text(f)}
 """
+
+
+def clahe_text(f):
+    """The processing paragraph's sentence on CLAHE, if the model was measured with it."""
+    if "clahe_normal_called_covid" not in f:
+        return ""
+    return f"""
+Given CLAHE instead (contrast-limited adaptive histogram equalisation, 8x8 tiles, clip 4,
+equalised again), which many viewers and published pipelines apply: {f['clahe_normal_called_covid']} of {f['normal']} normal films
+flip to COVID (mean change {f['clahe_mean_change_normal']:+.3f}; ROC-AUC {f['clahe_roc_auc']:.4f}). No training recipe denies this yet
+(training/README.md): send films as the modality produced them."""
 
 
 def process_clause(p_process):
