@@ -437,7 +437,7 @@ def main():
         },
         # "arch" and "framing_consistency" exist from train.py --arch and --consistency on;
         # models before them are the "pool" network without the consistency loss.
-        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "amplitude_mix", "seconds", "threads", "torch") if k in training}
+        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "hospital_clahe", "amplitude_mix", "seconds", "threads", "torch") if k in training}
         | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
@@ -516,7 +516,7 @@ def update_readme_headline(readme, card):
         + (
             f"| normal films called COVID once sharpened like a modern console's output (unsharp mask, sigma 8 px) | {pp['sharpened_normal_called_covid']}/{pp['normal']} |\n"
             f"| COVID films called normal once softened (sigma 24 px) | {pp['softened_covid_called_normal']}/{pp['covid']} |\n"
-            + (f"| normal films called COVID once given CLAHE (8x8 tiles, clip 4; not yet trained against) | {pp['clahe_normal_called_covid']}/{pp['normal']} |\n" if "clahe_normal_called_covid" in pp else "")
+            + (f"| normal films called COVID once given CLAHE (8x8 tiles, clip 4{'' if card['training'].get('hospital_clahe') else '; not yet trained against'}) | {pp['clahe_normal_called_covid']}/{pp['normal']} |\n" if "clahe_normal_called_covid" in pp else "")
             if pp
             else ""
         )
@@ -562,7 +562,7 @@ against {f['whole_called_covid']} of the whole films; P(covid) changes by {f['me
 {matched}"""
 
 
-def processing_text(f, p_process):
+def processing_text(f, p_process, p_clahe=0.0):
     """The card's paragraph on processing_probe, if the model was measured with it."""
     if not f:
         return ""
@@ -578,19 +578,23 @@ modern consoles sharpen films with a large-kernel unsharp mask. Each test film s
 way (sigma 8 px, amount 1, equalised again): {f['sharpened_normal_called_covid']} of {f['normal']} normal films flip to
 COVID (mean change of P(covid) {f['sharpened_mean_change_normal']:+.3f}; ROC-AUC {f['sharpened_roc_auc']:.4f}). Softened (sigma 24 px,
 amount -0.5): {f['softened_covid_called_normal']} of {f['covid']} COVID films flip to normal (mean change {f['softened_mean_change_covid']:+.3f}; ROC-AUC
-{f['softened_roc_auc']:.4f}). {how}{clahe_text(f)}
+{f['softened_roc_auc']:.4f}). {how}{clahe_text(f, p_clahe)}
 """
 
 
-def clahe_text(f):
+def clahe_text(f, p_clahe):
     """The processing paragraph's sentence on CLAHE, if the model was measured with it."""
     if "clahe_normal_called_covid" not in f:
         return ""
+    how = (
+        f"Training gave {p_clahe:.0%} of the films of both classes a random CLAHE (`train.py --clahe`)."
+        if p_clahe
+        else "No training recipe denies this yet\n(training/README.md): send films as the modality produced them."
+    )
     return f"""
 Given CLAHE instead (contrast-limited adaptive histogram equalisation, 8x8 tiles, clip 4,
 equalised again), which many viewers and published pipelines apply: {f['clahe_normal_called_covid']} of {f['normal']} normal films
-flip to COVID (mean change {f['clahe_mean_change_normal']:+.3f}; ROC-AUC {f['clahe_roc_auc']:.4f}). No training recipe denies this yet
-(training/README.md): send films as the modality produced them."""
+flip to COVID (mean change {f['clahe_mean_change_normal']:+.3f}; ROC-AUC {f['clahe_roc_auc']:.4f}). {how}"""
 
 
 def process_clause(p_process):
@@ -678,7 +682,7 @@ flip to COVID and {fov['covid_called_normal']} of {fov['covid']} COVID films to 
 often tight crops from publications, the NIH normals whole films, so a model can learn the
 framing; `tests/robustness.rs` runs the same check through the served pipeline.
 {framing_text(t.get("framing_probe"), card["training"]["framing_crops"], t["roc_auc"])}
-{processing_text(t.get("processing_probe"), card["training"].get("hospital_processing", 0.0))}
+{processing_text(t.get("processing_probe"), card["training"].get("hospital_processing", 0.0), card["training"].get("hospital_clahe", 0.0))}
 ![Occlusion sensitivity](attention.png)
 
 ### By source and view (test)
