@@ -31,7 +31,7 @@ from split import SEED  # noqa: E402  (the split's seed, which the card names; a
 from train import LABELS, clahe, data_args, load_split, roc_auc, unsharp  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "3.1.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films)
+VERSION = "3.2.0"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 # The card's description of each train.py --arch.
@@ -597,9 +597,14 @@ equalised again), which many viewers and published pipelines apply: {f['clahe_no
 flip to COVID (mean change {f['clahe_mean_change_normal']:+.3f}; ROC-AUC {f['clahe_roc_auc']:.4f}). {how}"""
 
 
-def process_clause(p_process):
-    """The augmentation list's words for train.py --process, if used."""
-    return f"; gives {p_process:.0%} of the films of both classes a random console-style unsharp mask or softening" if p_process else ""
+def process_clause(p_process, p_clahe=0.0):
+    """The augmentation list's words for train.py --process and --clahe, if used."""
+    clauses = [
+        f"; gives {p:.0%} of the films of both classes a random {what}"
+        for p, what in ((p_process, "console-style unsharp mask or softening"), (p_clahe, "CLAHE (adaptive histogram equalisation)"))
+        if p
+    ]
+    return "".join(clauses)
 
 
 def crops_clause(crops):
@@ -704,7 +709,7 @@ lungs, and a patient-level split does not remove that. The training pipeline fig
 shortcuts (uniform borders are trimmed; every film is resized to a square and
 histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and
 noise, flips side markers, paints text-like boxes on both classes, and on 40% of the films
-hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}{process_clause(card["training"].get("hospital_processing", 0.0))}), but **expect lower
+hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}{process_clause(card["training"].get("hospital_processing", 0.0), card["training"].get("hospital_clahe") or 0.0)}), but **expect lower
 figures on X-rays from hospitals that are not in this pool**, and treat these numbers as an
 upper bound.
 
