@@ -31,9 +31,8 @@ const MODEL: (usize, f32) = (2, 0.1);
 /// of 24 here and moved P(covid) by 0.16 on average; 2.2.0, trained with wider zoom, flips 2
 /// and moves it by 0.11; 3.0.0, trained with normal films shown tighter half of the time,
 /// flips 1 and moves it by 0.10; 3.1.0 flips 2 and moves it by 0.09; 3.2.0 flips 1 and moves
-/// it by 0.06. The shortcut is
-/// smaller, not gone (the model card's framing probes), so this bound only keeps it from
-/// growing back.
+/// it by 0.06. The shortcut is smaller, not gone (the model card's framing probes), so this
+/// bound only keeps it from growing back.
 const FRAMING: (usize, f32) = (2, 0.15);
 /// For uniform frames, which preprocessing trims before the model sees the film: without
 /// the trim, model 2.2.0 flips 2 of 24 labels on a white frame and moves P(covid) by 0.03
@@ -112,9 +111,10 @@ fn processed(img: &GrayImage, sigma_frac: f32, amount: f32) -> GrayImage {
 /// The film as a viewer or console applying CLAHE would send it: contrast-limited adaptive
 /// histogram equalisation (Zuiderveld 1994) over `tiles` x `tiles` regions, each histogram
 /// clipped at `clip` times its mean bin with the excess spread over all bins, and each pixel
-/// blending the mappings of its four nearest tile centres. The same algorithm as
-/// `training/train.py`'s `clahe`, which the model was trained against, here on the film as
-/// sent rather than as prepared.
+/// blending the mappings of its four nearest tile centres. The algorithm of
+/// `training/train.py`'s `clahe`, which the model was trained against; that one runs on the
+/// prepared film and equalises again, this one on the film as sent, before serving's trim,
+/// resize and equalisation.
 fn clahe(img: &GrayImage, tiles: u32, clip: f32) -> GrayImage {
     let (w, h) = img.dimensions();
     let (tw, th) = (w.div_ceil(tiles), h.div_ceil(tiles));
