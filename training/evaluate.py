@@ -619,6 +619,9 @@ def write_card_readme(out, card):
     ci = t["ci95"]
     v = card["metrics"]["validation"]
     fov = t["field_of_view_probe"]
+    # train.py --process and --clahe fractions (absent from older cards: 0).
+    p_process = card["training"].get("hospital_processing") or 0.0
+    p_clahe = card["training"].get("hospital_clahe") or 0.0
     src = "\n".join(f"| {k} | {n} |" for k, n in card["data"]["sources"].items())
     splits = "\n".join(
         f"| {s} | {d.get('covid', 0)} | {d.get('normal', 0)} | {d['patients']} |" for s, d in card["data"]["splits"].items()
@@ -687,7 +690,7 @@ flip to COVID and {fov['covid_called_normal']} of {fov['covid']} COVID films to 
 often tight crops from publications, the NIH normals whole films, so a model can learn the
 framing; `tests/robustness.rs` runs the same check through the served pipeline.
 {framing_text(t.get("framing_probe"), card["training"]["framing_crops"], t["roc_auc"])}
-{processing_text(t.get("processing_probe"), card["training"].get("hospital_processing", 0.0), card["training"].get("hospital_clahe", 0.0))}
+{processing_text(t.get("processing_probe"), p_process, p_clahe)}
 ![Occlusion sensitivity](attention.png)
 
 ### By source and view (test)
@@ -709,7 +712,7 @@ lungs, and a patient-level split does not remove that. The training pipeline fig
 shortcuts (uniform borders are trimmed; every film is resized to a square and
 histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and
 noise, flips side markers, paints text-like boxes on both classes, and on 40% of the films
-hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}{process_clause(card["training"].get("hospital_processing", 0.0), card["training"].get("hospital_clahe") or 0.0)}), but **expect lower
+hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}{process_clause(p_process, p_clahe)}), but **expect lower
 figures on X-rays from hospitals that are not in this pool**, and treat these numbers as an
 upper bound.
 
