@@ -185,8 +185,77 @@ class XrayNet(nn.Module):
         self.features = nn.Sequential(*ARCHS[arch]())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(160, 2))
 
+    def embed(self, x):
+        """The 160 pooled features the linear head reads (what `SourceAdversary` reads too)."""
+        return self.head[1](self.head[0](self.features(x)))
+
+    def classify(self, features):
+        return self.head[3](self.head[2](features))
+
     def forward(self, x):
-        return self.head(self.features(x))
+        return self.classify(self.embed(x))
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by `-coeff` (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, coeff):
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.coeff * grad, None
+
+
+class SourceAdversary(nn.Module):
+    """Heads that tell, within one label, which collection a film came from, trained through a
+    gradient reversal so the network's features lose what tells them apart (`--source-adv`).
+
+    Every collection of the pool holds one label, so "which collection" and "which label"
+    cannot be told apart across labels: a head predicting the collection outright would fight
+    the classifier. Within a label they can: NIH adults against Kermany children among the
+    normals, COVID-CXNet against ieee8023 among the COVID films. Features that cannot tell NIH
+    from Kermany cannot say "normal" by "looks like an NIH film"; they must use what both
+    collections' normal chests share. A label whose training films come from one collection
+    (a `--leave-out` probe) gets no head.
+    """
+
+    def __init__(self, rows, width=160):
+        super().__init__()
+        self.sources = {label: sorted({r["source"] for r in rows if r["label"] == label}) for label in LABELS}
+        self.heads = nn.ModuleDict(
+            {
+                label: nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, len(srcs)))
+                for label, srcs in self.sources.items()
+                if len(srcs) > 1
+            }
+        )
+        # Each film's collection, as an index among its label's collections.
+        self.register_buffer("index", torch.tensor([self.sources[r["label"]].index(r["source"]) for r in rows]))
+        # Within a label, each collection weighs the same, whatever its size.
+        self.weights = {}
+        for label in self.heads:
+            mine = self.index[torch.tensor([r["label"] == label for r in rows])]
+            counts = torch.bincount(mine, minlength=len(self.sources[label])).float()
+            self.weights[label] = counts.sum() / (len(counts) * counts)
+
+    def loss(self, features, idx, y, coeff):
+        """Cross-entropy of every head on its label's films in the batch (films `idx` of the
+        rows, labels `y`), with the gradient into `features` reversed and scaled by `coeff`.
+        Returns the loss and the number of films whose collection the heads got right."""
+        reversed_ = GradReverse.apply(features, coeff)
+        total, right = features.new_zeros(()), 0
+        for label, head in self.heads.items():
+            mine = y == LABELS.index(label)
+            if mine.sum() == 0:
+                continue
+            logits = head(reversed_[mine])
+            target = self.index[idx][mine]
+            total = total + F.cross_entropy(logits, target, weight=self.weights[label]) * mine.float().mean()
+            right += int((logits.argmax(1) == target).sum())
+        return total, right
 
 
 class Ensemble(nn.Module):
@@ -206,7 +275,7 @@ class Ensemble(nn.Module):
 
 # What every member of an ensemble must share, and what the ensemble's training.json copies
 # from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "ema_decay", "left_out_sources", "threads", "torch")
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "ema_decay", "left_out_sources", "threads", "torch")
 
 
 def load_members(folders):
@@ -648,6 +717,12 @@ def main():
         default=0.5,
         help="fraction of training films given a random contrast-limited adaptive histogram equalisation, then equalised again: clahe_like_another_hospital",
     )
+    ap.add_argument(
+        "--source-adv",
+        type=float,
+        default=0.0,
+        help="weight of the within-label collection adversary (SourceAdversary): heads tell NIH from Kermany and CXNet from ieee8023 through a gradient reversal ramped up over training",
+    )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
@@ -706,7 +781,14 @@ def main():
         net = XrayNet(args.arch)
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
-        opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
+        adversary = None
+        if args.source_adv > 0:
+            if args.consistency > 0:
+                raise SystemExit("--source-adv and --consistency do not combine")
+            adversary = SourceAdversary(splits["train"])
+            print(f"source adversary: {dict(adversary.sources)}; heads for {list(adversary.heads)}", flush=True)
+        params_trained = list(net.parameters()) + ([] if adversary is None else list(adversary.parameters()))
+        opt = torch.optim.AdamW(params_trained, lr=args.lr, weight_decay=5e-4)
         # With the consistency loss each film comes twice (whole and tighter), so a step holds
         # half as many films and the batch the network sees keeps its size.
         films_per_step = args.batch // 2 if args.consistency > 0 else args.batch
@@ -721,7 +803,11 @@ def main():
         for epoch in range(1, args.epochs + 1):
             net.train()
             perm = torch.randperm(len(ytr), generator=gen)
-            total = 0.0
+            total, adv_right = 0.0, 0
+            # DANN's ramp of the reversal, 0 at the start to ~1 by mid-training: the heads
+            # first learn to tell the collections, then the features are pushed to hide them.
+            progress = (epoch - 1) / args.epochs
+            coeff = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
             for i in range(0, len(perm), films_per_step):
                 idx = perm[i : i + films_per_step]
                 framed = frame(xtr[idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
@@ -730,6 +816,12 @@ def main():
                 xb = normalise(amplitude_mix(augment(framed, gen), ytr[idx], args.amp_mix, gen), mean, std)
                 if args.consistency > 0:
                     loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
+                elif adversary is not None:
+                    features = net.embed(xb)
+                    loss = F.cross_entropy(net.classify(features), ytr[idx], weight=class_weight)
+                    adv_loss, right = adversary.loss(features, idx, ytr[idx], coeff)
+                    loss = loss + args.source_adv * adv_loss
+                    adv_right += right
                 else:
                     loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
                 opt.zero_grad()
@@ -744,6 +836,11 @@ def main():
             # 0.005 over the last 20 epochs.
             recalibrate_bn(ema.shadow, xtr, mean, std)
             row = {"epoch": epoch, "train_loss": total / len(ytr)}
+            if adversary is not None:
+                # Films of a label with a head whose collection the heads named, this epoch
+                # (about 0.5-0.7 by chance, the larger collection's share).
+                with_head = sum(int((ytr == LABELS.index(label)).sum()) for label in adversary.heads)
+                row["adversary_accuracy"] = adv_right / max(with_head, 1)
             for name, model in (("live", net), ("ema", ema.shadow)):
                 logits = predict_logits(model, xva, mean, std)
                 val_loss = F.cross_entropy(logits, yva).item()
@@ -758,7 +855,9 @@ def main():
             print(
                 f"epoch {epoch:2d} train_loss {row['train_loss']:.4f} "
                 f"val_auc live {row['val_auc_live']:.4f} ema {row['val_auc_ema']:.4f} "
-                f"val_loss live {row['val_loss_live']:.4f} ema {row['val_loss_ema']:.4f} [{time.time() - started:.0f}s]",
+                f"val_loss live {row['val_loss_live']:.4f} ema {row['val_loss_ema']:.4f}"
+                + (f" adv_acc {row['adversary_accuracy']:.3f} (reversal {coeff:.2f})" if adversary is not None else "")
+                + f" [{time.time() - started:.0f}s]",
                 flush=True,
             )
 
@@ -810,6 +909,7 @@ def main():
         "amplitude_mix": args.amp_mix,
         "hospital_processing": args.process,
         "hospital_clahe": args.clahe,
+        "source_adversary": args.source_adv,
         "ema_decay": args.ema,
         "tta": tta,
         "val_auc_plain": plain_auc,
