@@ -209,6 +209,28 @@ class GradReverse(torch.autograd.Function):
         return -ctx.coeff * grad, None
 
 
+def mmd_within_labels(features, idx, y, index, labels_with_two):
+    """Squared MMD (Gaussian kernel, bandwidth the median pairwise distance, so shrinking the
+    features cannot lower it) between the two collections of each label in the batch, summed
+    over labels weighted by their share of the batch (`--source-mmd`). `index` is each training
+    film's collection within its label (`SourceAdversary.index`). Unlike a head, a distance
+    between distributions cannot be fooled by features that merely move."""
+    total = features.new_zeros(())
+    for label in labels_with_two:
+        mine = y == LABELS.index(label)
+        f, c = features[mine], index[idx][mine]
+        a, b = f[c == 0], f[c == 1]
+        if len(a) < 2 or len(b) < 2:
+            continue
+        d = torch.cdist(f, f).pow(2)
+        bandwidth = d.detach()[d.detach() > 0].median().clamp_min(1e-6)
+        k = torch.exp(-d / bandwidth)
+        ia, ib = (c == 0), (c == 1)
+        mmd = k[ia][:, ia].mean() + k[ib][:, ib].mean() - 2 * k[ia][:, ib].mean()
+        total = total + mmd * mine.float().mean()
+    return total
+
+
 class SourceAdversary(nn.Module):
     """Heads that tell, within one label, which collection a film came from, trained through a
     gradient reversal so the network's features lose what tells them apart (`--source-adv`).
@@ -275,7 +297,7 @@ class Ensemble(nn.Module):
 
 # What every member of an ensemble must share, and what the ensemble's training.json copies
 # from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "ema_decay", "left_out_sources", "threads", "torch")
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "ema_decay", "left_out_sources", "threads", "torch")
 
 
 def load_members(folders):
@@ -723,6 +745,12 @@ def main():
         default=0.0,
         help="weight of the within-label collection adversary (SourceAdversary): heads tell NIH from Kermany and CXNet from ieee8023 through a gradient reversal ramped up over training",
     )
+    ap.add_argument(
+        "--source-mmd",
+        type=float,
+        default=0.0,
+        help="weight of the within-label collection distance (mmd_within_labels): the pooled features of NIH and Kermany films, and of CXNet and ieee8023 films, pulled together",
+    )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
@@ -782,7 +810,7 @@ def main():
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
         adversary = None
-        if args.source_adv > 0:
+        if args.source_adv > 0 or args.source_mmd > 0:
             if args.consistency > 0:
                 raise SystemExit("--source-adv and --consistency do not combine")
             adversary = SourceAdversary(splits["train"])
@@ -819,9 +847,12 @@ def main():
                 elif adversary is not None:
                     features = net.embed(xb)
                     loss = F.cross_entropy(net.classify(features), ytr[idx], weight=class_weight)
-                    adv_loss, right = adversary.loss(features, idx, ytr[idx], coeff)
-                    loss = loss + args.source_adv * adv_loss
-                    adv_right += right
+                    if args.source_adv > 0:
+                        adv_loss, right = adversary.loss(features, idx, ytr[idx], coeff)
+                        loss = loss + args.source_adv * adv_loss
+                        adv_right += right
+                    if args.source_mmd > 0:
+                        loss = loss + args.source_mmd * coeff * mmd_within_labels(features, idx, ytr[idx], adversary.index, list(adversary.heads))
                 else:
                     loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
                 opt.zero_grad()
@@ -836,7 +867,7 @@ def main():
             # 0.005 over the last 20 epochs.
             recalibrate_bn(ema.shadow, xtr, mean, std)
             row = {"epoch": epoch, "train_loss": total / len(ytr)}
-            if adversary is not None:
+            if adversary is not None and args.source_adv > 0:
                 # Films of a label with a head whose collection the heads named, this epoch
                 # (about 0.5-0.7 by chance, the larger collection's share).
                 with_head = sum(int((ytr == LABELS.index(label)).sum()) for label in adversary.heads)
@@ -856,7 +887,7 @@ def main():
                 f"epoch {epoch:2d} train_loss {row['train_loss']:.4f} "
                 f"val_auc live {row['val_auc_live']:.4f} ema {row['val_auc_ema']:.4f} "
                 f"val_loss live {row['val_loss_live']:.4f} ema {row['val_loss_ema']:.4f}"
-                + (f" adv_acc {row['adversary_accuracy']:.3f} (reversal {coeff:.2f})" if adversary is not None else "")
+                + (f" adv_acc {row['adversary_accuracy']:.3f} (reversal {coeff:.2f})" if "adversary_accuracy" in row else "")
                 + f" [{time.time() - started:.0f}s]",
                 flush=True,
             )
@@ -910,6 +941,7 @@ def main():
         "hospital_processing": args.process,
         "hospital_clahe": args.clahe,
         "source_adversary": args.source_adv,
+        "source_mmd": args.source_mmd,
         "ema_decay": args.ema,
         "tta": tta,
         "val_auc_plain": plain_auc,
