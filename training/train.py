@@ -219,13 +219,13 @@ def mmd_within_labels(features, idx, y, index, labels_with_two):
     for label in labels_with_two:
         mine = y == LABELS.index(label)
         f, c = features[mine], index[idx][mine]
-        a, b = f[c == 0], f[c == 1]
-        if len(a) < 2 or len(b) < 2:
+        ia, ib = c == 0, c == 1
+        if ia.sum() < 2 or ib.sum() < 2:
             continue
         d = torch.cdist(f, f).pow(2)
-        bandwidth = d.detach()[d.detach() > 0].median().clamp_min(1e-6)
+        dd = d.detach()
+        bandwidth = dd[dd > 0].median().clamp_min(1e-6)
         k = torch.exp(-d / bandwidth)
-        ia, ib = (c == 0), (c == 1)
         mmd = k[ia][:, ia].mean() + k[ib][:, ib].mean() - 2 * k[ia][:, ib].mean()
         total = total + mmd * mine.float().mean()
     return total
@@ -812,7 +812,7 @@ def main():
         adversary = None
         if args.source_adv > 0 or args.source_mmd > 0:
             if args.consistency > 0:
-                raise SystemExit("--source-adv and --consistency do not combine")
+                raise SystemExit("--source-adv and --source-mmd do not combine with --consistency")
             adversary = SourceAdversary(splits["train"])
             print(f"source adversary: {dict(adversary.sources)}; heads for {list(adversary.heads)}", flush=True)
         params_trained = list(net.parameters()) + ([] if adversary is None else list(adversary.parameters()))
