@@ -193,7 +193,10 @@ class XrayNet(nn.Module):
         return self.head[3](self.head[2](features))
 
     def forward(self, x):
-        return self.classify(self.embed(x))
+        # The same modules as `classify(embed(x))`, called through `head` so that the ONNX
+        # export names its nodes as models up to 3.2.0 did (`/net/head.0/...`): retrained, the
+        # committed recipe writes the committed file byte for byte.
+        return self.head(self.features(x))
 
 
 class GradReverse(torch.autograd.Function):
