@@ -709,16 +709,6 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
-        "--memory-format",
-        choices=("channels_last", "contiguous"),
-        # channels_last: one training step in about 0.68x the time on 2 cores (PyTorch 2.15,
-        # oneDNN), but rounding differs, so a run is another draw of the recipe: run 27
-        # (session 13) was, and did not keep 3.2.0's robustness. The committed models were
-        # trained `contiguous`, which the default keeps so that this command rewrites them.
-        default="contiguous",
-        help="memory layout of the network's weights and activations in training: channels_last trains in about 0.75x the time, another draw of the recipe",
-    )
-    ap.add_argument(
         "--ema-from",
         type=float,
         # In runs 20-27 the live weights won every time; re-measuring and validating the
@@ -828,10 +818,9 @@ def main():
         state = torch.load(os.path.join(args.out, "weights.pt"))
         best_epoch, best_weights, history = previous["best_epoch"], previous["best_weights"], previous["history"]
         started = time.time() - previous["seconds"]
-        how_trained = {k: previous.get(k) for k in ("memory_format", "ema_candidates_from_epoch")}
+        how_trained = {k: previous[k] for k in ("ema_candidates_from_epoch", "memory_format") if k in previous}
     else:
-        fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
-        net = XrayNet(args.arch).to(memory_format=fmt)
+        net = XrayNet(args.arch)
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
         adversary = None
@@ -850,7 +839,7 @@ def main():
             opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
         )
         gen = torch.Generator().manual_seed(args.seed)
-        ema = Ema(net, args.ema)
+        ema = Ema(net, args.ema) if args.ema_from < 1 else None
         history, best = [], None
         started = time.time()
         for epoch in range(1, args.epochs + 1):
@@ -867,7 +856,6 @@ def main():
                 framed = process_like_another_hospital(framed, args.process, gen)
                 framed = clahe_like_another_hospital(framed, args.clahe, gen)
                 xb = normalise(amplitude_mix(augment(framed, gen), ytr[idx], args.amp_mix, gen), mean, std)
-                xb = xb.contiguous(memory_format=fmt)
                 if args.consistency > 0:
                     loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
                 elif adversary is not None:
@@ -885,7 +873,8 @@ def main():
                 loss.backward()
                 opt.step()
                 sched.step()
-                ema.update(net)
+                if ema is not None:
+                    ema.update(net)
                 total += loss.item() * len(idx)
             # The candidates: the live weights (batch-norm statistics as trained) and, from
             # --ema-from on, the weight average (statistics re-measured on clean training films).
@@ -895,7 +884,7 @@ def main():
             # validating it took a fifth of each epoch. So by default it is never a candidate,
             # and the runs of 3.x would have picked the same weights without it.
             candidates = [("live", net)]
-            if epoch > args.ema_from * args.epochs:
+            if ema is not None and epoch > args.ema_from * args.epochs:
                 recalibrate_bn(ema.shadow, xtr, mean, std)
                 candidates.append(("ema", ema.shadow))
             row = {"epoch": epoch, "train_loss": total / len(ytr)}
@@ -927,11 +916,9 @@ def main():
             )
 
         _, best_epoch, best_weights, state = best
-        state = {k: v.contiguous() for k, v in state.items()}
-        net = net.to(memory_format=torch.contiguous_format)
         # null: the average was never a candidate (runs before session 13 lack the key: always).
         first_ema = math.floor(args.ema_from * args.epochs) + 1
-        how_trained = {"memory_format": args.memory_format, "ema_candidates_from_epoch": first_ema if first_ema <= args.epochs else None}
+        how_trained = {"ema_candidates_from_epoch": first_ema if first_ema <= args.epochs else None}
     net.load_state_dict(state)
     plain_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std), 1)[:, 0].numpy(), is_covid)
     tta_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std, tta=True), 1)[:, 0].numpy(), is_covid)
