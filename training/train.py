@@ -839,7 +839,10 @@ def main():
             opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
         )
         gen = torch.Generator().manual_seed(args.seed)
-        ema = Ema(net, args.ema) if args.ema_from < 1 else None
+        # The first epoch whose weight average is a candidate; past the last epoch: never,
+        # and no average is kept.
+        first_ema = math.floor(args.ema_from * args.epochs) + 1
+        ema = Ema(net, args.ema) if first_ema <= args.epochs else None
         history, best = [], None
         started = time.time()
         for epoch in range(1, args.epochs + 1):
@@ -884,7 +887,7 @@ def main():
             # validating it took a fifth of each epoch. So by default it is never a candidate,
             # and the runs of 3.x would have picked the same weights without it.
             candidates = [("live", net)]
-            if ema is not None and epoch > args.ema_from * args.epochs:
+            if ema is not None and epoch >= first_ema:
                 recalibrate_bn(ema.shadow, xtr, mean, std)
                 candidates.append(("ema", ema.shadow))
             row = {"epoch": epoch, "train_loss": total / len(ytr)}
@@ -917,8 +920,7 @@ def main():
 
         _, best_epoch, best_weights, state = best
         # null: the average was never a candidate (runs before session 13 lack the key: always).
-        first_ema = math.floor(args.ema_from * args.epochs) + 1
-        how_trained = {"ema_candidates_from_epoch": first_ema if first_ema <= args.epochs else None}
+        how_trained = {"ema_candidates_from_epoch": None if ema is None else first_ema}
     net.load_state_dict(state)
     plain_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std), 1)[:, 0].numpy(), is_covid)
     tta_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std, tta=True), 1)[:, 0].numpy(), is_covid)
