@@ -753,6 +753,15 @@ def main():
         default=1.0,
         help="the weight average is a candidate (re-measured and validated) only after this fraction of the epochs; 1 (the default): never, the live weights of the best epoch are exported",
     )
+    ap.add_argument(
+        "--select-from",
+        type=float,
+        # Over runs 20-28 (200 epochs, one-cycle) the chosen epoch was 134-171 and the best of
+        # the first half trailed it by 0.005-0.015 of validation AUC; validating the first half
+        # cost 90 s of a run (session 14), which issue 2's 40 minutes are short of.
+        default=0.5,
+        help="only epochs after this fraction of the epochs are validated and can be chosen (earlier epochs record their training loss only); 0: every epoch",
+    )
     # Model 3.0.0 shows a normal training film as one of its tighter framings half of the time:
     # the pool's COVID films are mostly tight crops and its normals whole films, and with
     # k2pool this halves how often tighter framings of normals read as COVID (adoption-log.md).
@@ -854,8 +863,10 @@ def main():
         state = torch.load(os.path.join(args.out, "weights.pt"))
         best_epoch, best_weights, history = previous["best_epoch"], previous["best_weights"], previous["history"]
         started = time.time() - previous["seconds"]
-        how_trained = {k: previous[k] for k in ("ema_candidates_from_epoch", "memory_format") if k in previous}
+        how_trained = {k: previous[k] for k in ("ema_candidates_from_epoch", "candidates_from_epoch", "memory_format") if k in previous}
     else:
+        if not 0 <= args.select_from < 1:
+            raise SystemExit("--select-from must be at least 0 and below 1: the last epoch is always a candidate")
         net = XrayNet(args.arch)
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
@@ -877,7 +888,10 @@ def main():
         gen = torch.Generator().manual_seed(args.seed)
         # The first epoch whose weight average is a candidate; past the last epoch: never,
         # and no average is kept.
-        first_ema = math.floor(args.ema_from * args.epochs) + 1
+        # The first epoch that is validated and can be chosen, and the first whose weight
+        # average can be; past the last epoch: never, and no average is kept.
+        first_candidate = math.floor(args.select_from * args.epochs) + 1
+        first_ema = max(math.floor(args.ema_from * args.epochs) + 1, first_candidate)
         ema = Ema(net, args.ema) if first_ema <= args.epochs else None
         history, best = [], None
         started = time.time()
@@ -922,7 +936,7 @@ def main():
             # every time, the average's best epoch 0.002-0.003 behind, while re-measuring and
             # validating it took a fifth of each epoch. So by default it is never a candidate,
             # and the runs of 3.x would have picked the same weights without it.
-            candidates = [("live", net)]
+            candidates = [("live", net)] if epoch >= first_candidate else []
             if ema is not None and epoch >= first_ema:
                 recalibrate_bn(ema.shadow, xtr, mean, std)
                 candidates.append(("ema", ema.shadow))
@@ -944,10 +958,10 @@ def main():
                     best = (key, epoch, name, {k: v.clone() for k, v in model.state_dict().items()})
             history.append(row)
             print(
-                f"epoch {epoch:2d} train_loss {row['train_loss']:.4f} "
-                f"val_auc live {row['val_auc_live']:.4f}"
+                f"epoch {epoch:2d} train_loss {row['train_loss']:.4f}"
+                + (f" val_auc live {row['val_auc_live']:.4f}" if "val_auc_live" in row else "")
                 + (f" ema {row['val_auc_ema']:.4f}" if "val_auc_ema" in row else "")
-                + f" val_loss live {row['val_loss_live']:.4f}"
+                + (f" val_loss live {row['val_loss_live']:.4f}" if "val_loss_live" in row else "")
                 + (f" ema {row['val_loss_ema']:.4f}" if "val_loss_ema" in row else "")
                 + (f" adv_acc {row['adversary_accuracy']:.3f} (reversal {coeff:.2f})" if "adversary_accuracy" in row else "")
                 + f" [{time.time() - started:.0f}s]",
@@ -956,7 +970,7 @@ def main():
 
         _, best_epoch, best_weights, state = best
         # null: the average was never a candidate (runs before session 13 lack the key: always).
-        how_trained = {"ema_candidates_from_epoch": None if ema is None else first_ema}
+        how_trained = {"ema_candidates_from_epoch": None if ema is None else first_ema, "candidates_from_epoch": first_candidate}
     net.load_state_dict(state)
     plain_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std), 1)[:, 0].numpy(), is_covid)
     tta_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std, tta=True), 1)[:, 0].numpy(), is_covid)
