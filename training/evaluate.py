@@ -43,6 +43,12 @@ NETWORKS = {
 CROPS_PER_FILM = 4  # training/run.sh: xray preprocess --crops 4
 
 
+def candidate_epochs(training):
+    """', of epochs 101-200' where only those were validated (train.py --select-from)."""
+    first = training.get("candidates_from_epoch", 1)
+    return f" of epochs {first}-{training['epochs']}" if first > 1 else ""
+
+
 def session(path):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -437,7 +443,7 @@ def main():
         },
         # "arch" and "framing_consistency" exist from train.py --arch and --consistency on;
         # models before them are the "pool" network without the consistency loss.
-        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "hospital_clahe", "amplitude_mix", "seconds", "threads", "torch") if k in training}
+        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "hospital_clahe", "amplitude_mix", "candidates_from_epoch", "seconds", "threads", "torch") if k in training}
         | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
@@ -744,7 +750,7 @@ Training reads the output of step 5, written by `xray preprocess`, and augments 
 
 Network: {NETWORKS[card['training'].get('arch', 'pool')]}, no
 mirror-image averaging at inference. Split: {card['data']['split']}. Training: {card['training']['epochs']} epochs on {card['training']['threads']} CPU threads
-({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} ({card['training']['best_weights']} weights) by validation AUC;
+({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} ({card['training']['best_weights']} weights) by validation AUC{candidate_epochs(card['training'])};
 {card['training']['optimizer']}; {card['training']['loss']}; torch {card['training']['torch']}.
 
 ## Licences and citation
