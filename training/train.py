@@ -757,8 +757,8 @@ def main():
         "--select-from",
         type=float,
         # Over runs 20-28 (200 epochs, one-cycle) the chosen epoch was 134-171 and the best of
-        # the first half trailed it by 0.005-0.015 of validation AUC; validating the first half
-        # cost 90 s of a run (session 14), which issue 2's 40 minutes are short of.
+        # the first half trailed it by 0.005-0.015 of validation AUC, and validating the first
+        # half cost about 90 s of a run that must fit in issue 2's 40 minutes (session 14).
         default=0.5,
         help="only epochs after this fraction of the epochs are validated and can be chosen (earlier epochs record their training loss only); 0: every epoch",
     )
@@ -886,8 +886,6 @@ def main():
             opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
         )
         gen = torch.Generator().manual_seed(args.seed)
-        # The first epoch whose weight average is a candidate; past the last epoch: never,
-        # and no average is kept.
         # The first epoch that is validated and can be chosen, and the first whose weight
         # average can be; past the last epoch: never, and no average is kept.
         first_candidate = math.floor(args.select_from * args.epochs) + 1
