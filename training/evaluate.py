@@ -43,6 +43,24 @@ NETWORKS = {
 CROPS_PER_FILM = 4  # training/run.sh: xray preprocess --crops 4
 
 
+def inference_sentence(training):
+    """How one prediction is made: one network or the mean of an ensemble's, with or without
+    the mirror image (train.py --ensemble, --tta)."""
+    members = training.get("ensemble")
+    nets = f"the mean logit margin of {len(members)} such networks trained alike from seeds {', '.join(str(m['seed']) for m in members)}" if members else "one such network"
+    mirror = "each on the film and on its mirror image" if training.get("tta") else "no mirror-image averaging"
+    return f"At inference: {nets}, {mirror}."
+
+
+def trained_sentence(training):
+    """Epochs, time and the chosen epoch(s), for one run or each member of an ensemble."""
+    members = training.get("ensemble")
+    if members:
+        each = "; ".join(f"seed {m['seed']}: {m['seconds']} s, best epoch {m['best_epoch']} ({m['best_weights']} weights)" for m in members)
+        return f"{training['epochs']} epochs per member on {training['threads']} CPU threads ({training['seconds']} s in all; {each}) by validation AUC{candidate_epochs(training)}"
+    return f"{training['epochs']} epochs on {training['threads']} CPU threads\n({training['seconds']} s), best epoch {training['best_epoch']} ({training['best_weights']} weights) by validation AUC{candidate_epochs(training)}"
+
+
 def candidate_epochs(training):
     """', of epochs 101-200' where only those were validated (train.py --select-from)."""
     first = training.get("candidates_from_epoch", 1)
@@ -443,7 +461,7 @@ def main():
         },
         # "arch" and "framing_consistency" exist from train.py --arch and --consistency on;
         # models before them are the "pool" network without the consistency loss.
-        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "hospital_clahe", "amplitude_mix", "candidates_from_epoch", "seconds", "threads", "torch") if k in training}
+        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "hospital_clahe", "amplitude_mix", "candidates_from_epoch", "tta", "ensemble", "seconds", "threads", "torch") if k in training}
         | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
@@ -748,9 +766,8 @@ Training reads the output of step 5, written by `xray preprocess`, and augments 
 |---|---|
 {src}
 
-Network: {NETWORKS[card['training'].get('arch', 'pool')]}, no
-mirror-image averaging at inference. Split: {card['data']['split']}. Training: {card['training']['epochs']} epochs on {card['training']['threads']} CPU threads
-({card['training']['seconds']} s), best epoch {card['training']['best_epoch']} ({card['training']['best_weights']} weights) by validation AUC{candidate_epochs(card['training'])};
+Network: {NETWORKS[card['training'].get('arch', 'pool')]}.
+{inference_sentence(card['training'])} Split: {card['data']['split']}. Training: {trained_sentence(card['training'])};
 {card['training']['optimizer']}; {card['training']['loss']}; torch {card['training']['torch']}.
 
 ## Licences and citation

@@ -301,7 +301,7 @@ class Ensemble(nn.Module):
 
 # What every member of an ensemble must share, and what the ensemble's training.json copies
 # from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "ema_decay", "left_out_sources", "threads", "torch")
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
 
 
 def load_members(folders):
