@@ -181,10 +181,12 @@ class XrayNet(nn.Module):
     About 0.5M parameters, 2.0 MB as float32, ~101 MMAC per image (`pool`), ~82 (`k2pool`).
     """
 
-    def __init__(self, arch="pool"):
+    def __init__(self, arch="pool", mixstyle=0.0):
         super().__init__()
         self.features = nn.Sequential(*ARCHS[arch]())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(160, 2))
+        # Training only (`--mixstyle`): no parameters, nothing exported.
+        self.mixstyle = mixstyle
 
     def embed(self, x):
         """The 160 pooled features the linear head reads (what `SourceAdversary` reads too)."""
@@ -194,10 +196,34 @@ class XrayNet(nn.Module):
         return self.head[3](self.head[2](features))
 
     def forward(self, x):
+        if self.training and self.mixstyle > 0:
+            # After the first two ReLUs (the stem's and the first downsampling's): the early
+            # feature maps, whose channel statistics carry a film's "style".
+            for i, layer in enumerate(self.features):
+                x = layer(x)
+                if i in (2, 5) and torch.rand(()) < self.mixstyle:
+                    x = mix_style(x)
+            return self.head(x)
         # The same modules as `classify(embed(x))`, called through `head` so that the ONNX
         # export names its nodes as models up to 3.2.0 did (`/net/head.0/...`): retrained, the
         # committed recipe writes the committed file byte for byte.
         return self.head(self.features(x))
+
+
+def mix_style(x, alpha=0.1, eps=1e-6):
+    """MixStyle (Zhou et al., ICLR 2021): each film's feature maps keep their content and take
+    a mix of their own channel statistics (mean and standard deviation over space) and those of
+    another film of the batch, drawn at random, with weights from Beta(alpha, alpha), so mostly
+    all of one or the other. Collection and console are written in such statistics, so the
+    network is asked for an answer that survives another film's "style" (`--mixstyle`)."""
+    b = x.shape[0]
+    mu = x.mean((2, 3), keepdim=True).detach()
+    sig = (x.var((2, 3), keepdim=True) + eps).sqrt().detach()
+    lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1))
+    perm = torch.randperm(b)
+    mu_mix = lam * mu + (1 - lam) * mu[perm]
+    sig_mix = lam * sig + (1 - lam) * sig[perm]
+    return (x - mu) / sig * sig_mix + mu_mix
 
 
 class GradReverse(torch.autograd.Function):
@@ -301,7 +327,7 @@ class Ensemble(nn.Module):
 
 # What every member of an ensemble must share, and what the ensemble's training.json copies
 # from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "mixstyle", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
 
 
 def load_members(folders):
@@ -808,6 +834,12 @@ def main():
         default=0.0,
         help="weight of the within-label collection distance (mmd_within_labels): the pooled features of NIH and Kermany films, and of CXNet and ieee8023 films, pulled together",
     )
+    ap.add_argument(
+        "--mixstyle",
+        type=float,
+        default=0.0,
+        help="probability, per batch and per layer, of MixStyle after the first two ReLUs (mix_style): films swap their early feature statistics",
+    )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
@@ -867,7 +899,9 @@ def main():
     else:
         if not 0 <= args.select_from < 1:
             raise SystemExit("--select-from must be at least 0 and below 1: the last epoch is always a candidate")
-        net = XrayNet(args.arch)
+        if args.mixstyle > 0 and (args.source_adv > 0 or args.source_mmd > 0):
+            raise SystemExit("--mixstyle does not combine with --source-adv or --source-mmd, which read the features unmixed")
+        net = XrayNet(args.arch, args.mixstyle)
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
         adversary = None
@@ -1018,6 +1052,7 @@ def main():
         "hospital_clahe": args.clahe,
         "source_adversary": args.source_adv,
         "source_mmd": args.source_mmd,
+        "mixstyle": args.mixstyle,
         "ema_decay": args.ema,
         **how_trained,
         "tta": tta,
