@@ -360,6 +360,33 @@ def flip_tta_logits(net, x):
     return (net(x) + net(mirrored)) / 2
 
 
+def split_max_pools(path):
+    """Rewrite the ONNX file at `path` so that each 2x2 stride-2 max-pool is a 2x1 pool over rows
+    followed by a 1x2 pool over columns: the same maxima, bit for bit, as max is exact. tract
+    0.23 runs the pair about 4x faster than the square pool (0.06 against 0.24 ms of a 1.3 ms
+    inference on the AVX-512 EPYC of session 15), onnxruntime at the same speed, so the ratio
+    issue 2 rules on falls from 2.0 to about 1.7 there. Only the pool nodes change; an unchanged
+    graph saves to the same bytes, so a retrained 3.2.0 still writes `model/xray.onnx` exactly."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(path)
+    nodes = []
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        square = node.op_type == "MaxPool" and attrs.get("kernel_shape") == [2, 2] and attrs.get("strides") == [2, 2]
+        if not square or any(attrs.get(k, d) != d for k, d in (("pads", [0, 0, 0, 0]), ("dilations", [1, 1]), ("ceil_mode", 0))):
+            nodes.append(node)
+            continue
+        rows = node.output[0] + "_rows"
+        nodes.append(helper.make_node("MaxPool", [node.input[0]], [rows], name=node.name + "_rows", kernel_shape=[2, 1], strides=[2, 1]))
+        nodes.append(helper.make_node("MaxPool", [rows], [node.output[0]], name=node.name + "_cols", kernel_shape=[1, 2], strides=[1, 2]))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 class Calibrated(nn.Module):
     """What is exported: calibrated probabilities, `P(covid) = sigmoid(a * (l_covid - l_normal) + b)`.
 
@@ -1032,6 +1059,7 @@ def main():
         dynamo=False,
         do_constant_folding=True,
     )
+    split_max_pools(onnx_path)
     training = {
         "seed": args.seed,
         "arch": args.arch,
