@@ -327,7 +327,7 @@ class Ensemble(nn.Module):
 
 # What every member of an ensemble must share, and what the ensemble's training.json copies
 # from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "mixstyle", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "mixstyle", "label_smoothing", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
 
 
 def load_members(folders):
@@ -862,6 +862,12 @@ def main():
         help="weight of the within-label collection distance (mmd_within_labels): the pooled features of NIH and Kermany films, and of CXNet and ieee8023 films, pulled together",
     )
     ap.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        help="cross-entropy label smoothing in training (validation loss stays plain): each film's target keeps 1 - E/2 on its label, for labels some of which are wrong",
+    )
+    ap.add_argument(
         "--mixstyle",
         type=float,
         default=0.0,
@@ -928,6 +934,8 @@ def main():
             raise SystemExit("--select-from must be at least 0 and below 1: the last epoch is always a candidate")
         if args.mixstyle > 0 and (args.source_adv > 0 or args.source_mmd > 0):
             raise SystemExit("--mixstyle does not combine with --source-adv or --source-mmd, which read the features unmixed")
+        if args.label_smoothing > 0 and args.consistency > 0:
+            raise SystemExit("--label-smoothing does not reach the --consistency loss")
         net = XrayNet(args.arch, args.mixstyle)
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
@@ -972,7 +980,7 @@ def main():
                     loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
                 elif adversary is not None:
                     features = net.embed(xb)
-                    loss = F.cross_entropy(net.classify(features), ytr[idx], weight=class_weight)
+                    loss = F.cross_entropy(net.classify(features), ytr[idx], weight=class_weight, label_smoothing=args.label_smoothing)
                     if args.source_adv > 0:
                         adv_loss, right = adversary.loss(features, idx, ytr[idx], coeff)
                         loss = loss + args.source_adv * adv_loss
@@ -980,7 +988,7 @@ def main():
                     if args.source_mmd > 0:
                         loss = loss + args.source_mmd * coeff * mmd_within_labels(features, idx, ytr[idx], adversary.index, list(adversary.heads))
                 else:
-                    loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
+                    loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight, label_smoothing=args.label_smoothing)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -1081,6 +1089,7 @@ def main():
         "source_adversary": args.source_adv,
         "source_mmd": args.source_mmd,
         "mixstyle": args.mixstyle,
+        "label_smoothing": args.label_smoothing,
         "ema_decay": args.ema,
         **how_trained,
         "tta": tta,
