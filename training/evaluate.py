@@ -38,7 +38,7 @@ FIXTURES_PER_CLASS = 12
 NETWORKS = {
     "pool": "a 4x4 stride-4 patchify stem, then 3x3 convolutions with batch norm (folded), ReLU\nand max-pool, global average pooling and one linear layer; about 0.5M parameters",
     "k2": "a 4x4 stride-4 patchify stem (192 to 48 px), 2x2 stride-2 convolutions down to 24\nand to 12 px, 3x3 convolutions with batch norm (folded) and ReLU, one max-pool, global\naverage pooling and one linear layer; about 0.6M parameters",
-    "k2pool": "a 4x4 stride-4 patchify stem (192 to 48 px), a 2x2 stride-2 convolution down to\n24 px, then 3x3 convolutions with batch norm (folded), ReLU and max-pool, global average\npooling and one linear layer; about 0.5M parameters",
+    "k2pool": "a 4x4 stride-4 patchify stem (192 to 48 px), a 2x2 stride-2 convolution down to\n24 px, then 3x3 convolutions with batch norm (folded), ReLU and max-pool (each 2x2 pool\nexported as a 2x1 pool then a 1x2 pool, the same maxima, which tract runs faster), global\naverage pooling and one linear layer; about 0.5M parameters",
 }
 CROPS_PER_FILM = 4  # training/run.sh: xray preprocess --crops 4
 
