@@ -329,7 +329,7 @@ class Ensemble(nn.Module):
 
 # What every member of an ensemble must share, and what the ensemble's training.json copies
 # from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "mixstyle", "label_smoothing", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
+RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "mixstyle", "label_smoothing", "mixup", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
 
 
 def load_members(folders):
@@ -668,6 +668,25 @@ def amplitude_mix(x, y, p, gen):
     return x
 
 
+def mixup(xb, y, alpha, rng):
+    """Mixup (Zhang et al., ICLR 2018) of a normalised batch: every film becomes
+    `lam * itself + (1 - lam) * a random other film of the batch`, one lam ~ Beta(alpha, alpha)
+    per batch, and the loss takes both labels with the same weights (`mixup_loss`).
+
+    Mixup was shown to keep networks from memorising corrupted labels, and a few of the pool's
+    labels look wrong (adoption-log.md, the 11 shared validation errors). Its draws come from
+    `rng`, a generator of its own, so a run with mixup sees the very films, framings and
+    augmentations of the run without it, seed for seed; only the mixing differs.
+    Returns the mixed batch, the partner labels and lam."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(xb.shape[0]))
+    return lam * xb + (1 - lam) * xb[perm], y[perm], lam
+
+
+def mixup_loss(logits, y, y_partner, lam, class_weight):
+    return lam * F.cross_entropy(logits, y, weight=class_weight) + (1 - lam) * F.cross_entropy(logits, y_partner, weight=class_weight)
+
+
 def normalise(x01, mean, std):
     return (x01 - mean) / std
 
@@ -868,6 +887,12 @@ def main():
         help="cross-entropy label smoothing in training (validation loss stays plain): each film's target keeps 1 - E/2 on its label, for labels some of which are wrong",
     )
     ap.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="alpha of mixup in training (mixup): each batch is blended with a shuffled copy of itself, lam ~ Beta(alpha, alpha), and the loss takes both labels; 0: off",
+    )
+    ap.add_argument(
         "--mixstyle",
         type=float,
         default=0.0,
@@ -936,6 +961,8 @@ def main():
             raise SystemExit("--mixstyle does not combine with --source-adv or --source-mmd, which read the features unmixed")
         if args.label_smoothing > 0 and args.consistency > 0:
             raise SystemExit("--label-smoothing does not reach the --consistency loss")
+        if args.mixup > 0 and (args.consistency > 0 or args.source_adv > 0 or args.source_mmd > 0 or args.label_smoothing > 0):
+            raise SystemExit("--mixup combines with none of --consistency, --source-adv, --source-mmd, --label-smoothing")
         net = XrayNet(args.arch, args.mixstyle)
         counts = torch.bincount(ytr, minlength=2).float()
         class_weight = counts.sum() / (2 * counts)
@@ -955,6 +982,7 @@ def main():
             opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
         )
         gen = torch.Generator().manual_seed(args.seed)
+        mix_rng = np.random.default_rng(args.seed) if args.mixup > 0 else None
         # The first epoch that is validated and can be chosen, and the first whose weight
         # average can be; past the last epoch: never, and no average is kept.
         first_candidate = math.floor(args.select_from * args.epochs) + 1
@@ -987,6 +1015,9 @@ def main():
                         adv_right += right
                     if args.source_mmd > 0:
                         loss = loss + args.source_mmd * coeff * mmd_within_labels(features, idx, ytr[idx], adversary.index, list(adversary.heads))
+                elif mix_rng is not None:
+                    xb, y_partner, lam = mixup(xb, ytr[idx], args.mixup, mix_rng)
+                    loss = mixup_loss(net(xb), ytr[idx], y_partner, lam, class_weight)
                 else:
                     loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight, label_smoothing=args.label_smoothing)
                 opt.zero_grad()
@@ -1090,6 +1121,7 @@ def main():
         "source_mmd": args.source_mmd,
         "mixstyle": args.mixstyle,
         "label_smoothing": args.label_smoothing,
+        "mixup": args.mixup,
         "ema_decay": args.ema,
         **how_trained,
         "tta": tta,
