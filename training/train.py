@@ -332,6 +332,13 @@ class Ensemble(nn.Module):
 RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "mixstyle", "label_smoothing", "mixup", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
 
 
+def optimizer_name(weight_decay):
+    """training.json's `optimizer`, spelt as runs before `--weight-decay` spelt the default, so
+    that `--ensemble` still joins them with newer runs of the same recipe."""
+    decay = "5e-4" if weight_decay == 5e-4 else f"{weight_decay:g}"
+    return f"AdamW (weight decay {decay}), one-cycle schedule"
+
+
 def load_members(folders):
     """The finished runs in `folders` as one `Ensemble`, and their training.json files."""
     members = [json.load(open(os.path.join(f, "training.json"))) for f in folders]
@@ -815,6 +822,7 @@ def main():
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW's decoupled weight decay")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--ema-from",
@@ -973,7 +981,7 @@ def main():
             adversary = SourceAdversary(splits["train"])
             print(f"source adversary: {dict(adversary.sources)}; heads for {list(adversary.heads)}", flush=True)
         params_trained = list(net.parameters()) + ([] if adversary is None else list(adversary.parameters()))
-        opt = torch.optim.AdamW(params_trained, lr=args.lr, weight_decay=5e-4)
+        opt = torch.optim.AdamW(params_trained, lr=args.lr, weight_decay=args.weight_decay)
         # With the consistency loss each film comes twice (whole and tighter), so a step holds
         # half as many films and the batch the network sees keeps its size.
         films_per_step = args.batch // 2 if args.consistency > 0 else args.batch
@@ -1107,7 +1115,7 @@ def main():
         "best_weights": best_weights,
         "batch": args.batch,
         "lr": args.lr,
-        "optimizer": "AdamW (weight decay 5e-4), one-cycle schedule",
+        "optimizer": optimizer_name(args.weight_decay),
         "loss": "cross-entropy, class-weighted",
         "calibration": {"method": "Platt scaling on validation (NLL)", "scale": scale, "bias": bias, "val_nll": val_nll},
         "threshold": threshold,
