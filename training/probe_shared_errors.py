@@ -44,6 +44,7 @@ def main():
             {
                 "validation_films": len(rows),
                 "wrong_per_model": {m: int(w.sum()) for m, w in zip(args.models, wrong)},
+                "wrong_per_model_by_collection": {m: dict(sorted(Counter(rows[i]["source"] for i in np.flatnonzero(w)).items())) for m, w in zip(args.models, wrong)},
                 "wrong_under_every_model": {"covid_called_normal": int((every & is_covid).sum()), "normal_called_covid": int((every & ~is_covid).sum())},
                 "wrong_under_some_model": int(some.sum()),
                 "shared_by_collection_and_view": {f"{s}/{v}": n for (s, v), n in sorted(Counter((rows[i]["source"], rows[i]["view"]) for i in shared).items())},
