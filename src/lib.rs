@@ -33,6 +33,7 @@ pub mod trigger;
 
 pub use error::Error;
 pub use model::{Classifier, Label, ModelInfo, Prediction, Probabilities};
+pub use preprocess::InputWarning;
 
 /// The statement every answer carries.
 pub const DISCLAIMER: &str = "Educational software, not a medical device. Not for diagnosis, treatment or triage; a qualified clinician must read every X-ray.";

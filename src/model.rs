@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
 use crate::error::Error;
-use crate::preprocess::{self, INPUT_SIZE, Limits};
+use crate::preprocess::{self, INPUT_SIZE, InputWarning, Limits};
 
 /// The embedded ONNX model.
 pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../model/xray.onnx");
@@ -85,6 +85,10 @@ pub struct Prediction {
     pub threshold: f32,
     /// Which model answered.
     pub model: ModelInfo,
+    /// What about the input the model was not trained for (a colour image, a tiny one, a
+    /// strip): the answer means less. Left out of the JSON when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<InputWarning>,
     /// Where the time went.
     #[serde(skip)]
     pub timings: Timings,
@@ -248,10 +252,11 @@ impl Classifier {
     /// Decodes, preprocesses and classifies one encoded image (JPEG or PNG).
     pub fn classify(&self, bytes: &[u8]) -> Result<Prediction, Error> {
         let start = Instant::now();
-        let prepared = preprocess::prepare(bytes, &self.inner.limits)?;
+        let (prepared, warnings) = preprocess::prepare_noted(bytes, &self.inner.limits)?;
         let decode = start.elapsed().as_secs_f64() * 1e3;
         let mut prediction = self.classify_prepared(&prepared)?;
         prediction.timings.decode = decode;
+        prediction.warnings = warnings;
         Ok(prediction)
     }
 
@@ -279,6 +284,7 @@ impl Classifier {
             probabilities,
             threshold,
             model: self.inner.info.clone(),
+            warnings: Vec::new(),
             timings: Timings {
                 decode: 0.0,
                 inference,

@@ -77,8 +77,142 @@ impl Limits {
     }
 }
 
+/// Below this many pixels on its shorter side an image gets [`InputWarning::Small`]: the
+/// model input is [`INPUT_SIZE`] px, and every film of the training pool has at least 156.
+pub const SMALL_SIDE: u32 = 128;
+/// Above this ratio of its longer to its shorter side an image gets
+/// [`InputWarning::UnusualShape`]: frontal chest films are near square (the training pool
+/// reaches 2.24, a film cropped from a paper).
+pub const MAX_ASPECT: f32 = 2.5;
+/// A pixel is colourful when its channels span more than this many levels (of 255)...
+pub const CHROMA_LEVELS: u8 = 32;
+/// ...and an image is [`InputWarning::Colour`] when more than this fraction of its pixels
+/// are. A gray film stored as RGB spans a few levels of JPEG chroma noise; coloured arrows or
+/// labels on a film from a paper cover a few percent; a photograph covers most of itself.
+pub const COLOUR_FRACTION: f32 = 0.1;
+
+/// Something about an input that the model was not trained for. The answer is still given,
+/// with the warning beside it, because none of these makes the film unreadable; each makes
+/// the calibrated confidence mean less. Nothing here changes the prepared image: training
+/// and serving still see exactly the same pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputWarning {
+    /// A colour image: X-rays are gray, so this is likely a photograph, a screenshot or an
+    /// annotated figure, and the model reads only its luma.
+    Colour,
+    /// Under [`SMALL_SIDE`] px on a side: upscaled to the model input, with little detail.
+    Small,
+    /// Longer than [`MAX_ASPECT`] times its width (or the reverse): not a frontal chest film,
+    /// or one cropped to a strip; the resize to a square stretches it.
+    UnusualShape,
+}
+
+impl InputWarning {
+    /// Stable code for callers.
+    pub fn code(self) -> &'static str {
+        match self {
+            InputWarning::Colour => "colour_image",
+            InputWarning::Small => "small_image",
+            InputWarning::UnusualShape => "unusual_shape",
+        }
+    }
+
+    /// What it means, for a person.
+    pub fn message(self) -> &'static str {
+        match self {
+            InputWarning::Colour => {
+                "the image is in colour; X-rays are gray, so this may not be a chest X-ray and the answer may mean nothing"
+            }
+            InputWarning::Small => {
+                "the image is under 128 px on a side; the model reads 192 px films, so detail is missing"
+            }
+            InputWarning::UnusualShape => {
+                "the image is more than 2.5 times as long as it is wide; a frontal chest X-ray is near square"
+            }
+        }
+    }
+}
+
+impl serde::Serialize for InputWarning {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("InputWarning", 2)?;
+        st.serialize_field("code", self.code())?;
+        st.serialize_field("message", self.message())?;
+        st.end()
+    }
+}
+
+/// The shape warnings of a `w` x `h` image.
+fn shape_warnings(w: u32, h: u32) -> Vec<InputWarning> {
+    let (short, long) = (w.min(h), w.max(h));
+    let mut out = Vec::new();
+    if short < SMALL_SIDE {
+        out.push(InputWarning::Small);
+    }
+    if long as f32 > MAX_ASPECT * short as f32 {
+        out.push(InputWarning::UnusualShape);
+    }
+    out
+}
+
+/// Whether more than [`COLOUR_FRACTION`] of `img`'s pixels are colourful, from a sample of
+/// at most about 65,536 of them (a regular grid), so a 50-megapixel photo costs no more than
+/// a small one. Gray and gray+alpha images are never colour.
+fn is_colour(img: &DynamicImage) -> bool {
+    fn spread(r: u8, g: u8, b: u8) -> u8 {
+        r.max(g).max(b) - r.min(g).min(b)
+    }
+    let (w, h) = (img.width(), img.height());
+    let step = ((u64::from(w) * u64::from(h) / 65_536) as f64)
+        .sqrt()
+        .max(1.0) as u32;
+    let mut seen = 0u32;
+    let mut colourful = 0u32;
+    let mut count = |r: u8, g: u8, b: u8| {
+        seen += 1;
+        if spread(r, g, b) > CHROMA_LEVELS {
+            colourful += 1;
+        }
+    };
+    let grid = |w: u32, h: u32| {
+        (0..h)
+            .step_by(step as usize)
+            .flat_map(move |y| (0..w).step_by(step as usize).map(move |x| (x, y)))
+    };
+    match img {
+        DynamicImage::ImageRgb8(i) => grid(w, h).for_each(|(x, y)| {
+            let [r, g, b] = i.get_pixel(x, y).0;
+            count(r, g, b)
+        }),
+        DynamicImage::ImageRgba8(i) => grid(w, h).for_each(|(x, y)| {
+            let [r, g, b, _] = i.get_pixel(x, y).0;
+            count(r, g, b)
+        }),
+        DynamicImage::ImageRgb16(i) => grid(w, h).for_each(|(x, y)| {
+            let [r, g, b] = i.get_pixel(x, y).0.map(|v| (v >> 8) as u8);
+            count(r, g, b)
+        }),
+        DynamicImage::ImageRgba16(i) => grid(w, h).for_each(|(x, y)| {
+            let [r, g, b, _] = i.get_pixel(x, y).0.map(|v| (v >> 8) as u8);
+            count(r, g, b)
+        }),
+        _ => {}
+    }
+    seen > 0 && colourful as f32 > COLOUR_FRACTION * seen as f32
+}
+
 /// Decodes an encoded image to 8-bit gray, enforcing `limits`.
 pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
+    decode_gray_noted(bytes, limits).map(|(gray, _)| gray)
+}
+
+/// [`decode_gray`], and what about the input the model was not trained for
+/// ([`InputWarning`]).
+pub fn decode_gray_noted(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(GrayImage, Vec<InputWarning>), Error> {
     if bytes.is_empty() {
         return Err(Error::Empty);
     }
@@ -126,7 +260,12 @@ pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(Error::from_image)?;
     img.apply_orientation(orientation);
-    Ok(img.into_luma8())
+    let mut warnings = Vec::new();
+    if is_colour(&img) {
+        warnings.push(InputWarning::Colour);
+    }
+    warnings.extend(shape_warnings(img.width(), img.height()));
+    Ok((img.into_luma8(), warnings))
 }
 
 /// Whether a JPEG has an end-of-image marker (`FF D9`) after its last start-of-scan
@@ -242,6 +381,14 @@ fn box_shrink(img: &GrayImage, (x0, y0, w, h): (u32, u32, u32, u32), k: u32) -> 
 /// Steps 1 to 6: encoded bytes to the 8-bit model-input image.
 pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     decode_gray(bytes, limits).map(|g| prepare_gray(&g))
+}
+
+/// [`prepare`], and the input's [`InputWarning`]s.
+pub fn prepare_noted(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(GrayImage, Vec<InputWarning>), Error> {
+    decode_gray_noted(bytes, limits).map(|(g, warnings)| (prepare_gray(&g), warnings))
 }
 
 /// A tighter framing of a whole film, as `(x, y, width, height)` in pixels of a `w` x `h`
@@ -367,6 +514,39 @@ fn equalize(img: &mut GrayImage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shape_warnings_start_where_the_training_pool_ends() {
+        assert_eq!(shape_warnings(156, 200), vec![]);
+        assert_eq!(shape_warnings(128, 128), vec![]);
+        assert_eq!(shape_warnings(127, 300), vec![InputWarning::Small]);
+        assert_eq!(shape_warnings(512, 229), vec![]); // 2.24, the pool's longest
+        assert_eq!(shape_warnings(600, 200), vec![InputWarning::UnusualShape]);
+        assert_eq!(
+            shape_warnings(1, 400),
+            vec![InputWarning::Small, InputWarning::UnusualShape]
+        );
+    }
+
+    #[test]
+    fn colour_is_told_from_gray_in_every_pixel_format() {
+        let gray16 = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(300, 200, |x, _| {
+            let v = (x * 200) as u16;
+            image::Rgb([v, v + 300, v])
+        });
+        assert!(!is_colour(&DynamicImage::ImageRgb16(gray16)));
+        let colour16 = image::ImageBuffer::<image::Rgba<u16>, _>::from_fn(300, 200, |x, _| {
+            image::Rgba([(x * 200) as u16, 0, 65_535, 65_535])
+        });
+        assert!(is_colour(&DynamicImage::ImageRgba16(colour16)));
+        let luma = GrayImage::from_fn(300, 200, |x, _| image::Luma([x as u8]));
+        assert!(!is_colour(&DynamicImage::ImageLuma8(luma)));
+        // A big photo is sampled, not read whole, and still seen.
+        let photo = image::RgbImage::from_fn(4000, 3000, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
+        assert!(is_colour(&DynamicImage::ImageRgb8(photo)));
+    }
 
     #[test]
     fn equalize_spreads_a_two_level_image() {

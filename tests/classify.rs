@@ -2,7 +2,8 @@
 
 mod common;
 
-use covid_xray::{Classifier, Label};
+use covid_xray::{Classifier, InputWarning, Label};
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 
 #[test]
 fn fixtures_get_the_right_label_and_match_onnxruntime() {
@@ -21,6 +22,12 @@ fn fixtures_get_the_right_label_and_match_onnxruntime() {
             "{}: P(covid)={}",
             f.name,
             p.probabilities.covid
+        );
+        assert!(
+            p.warnings.is_empty(),
+            "{}: {:?} on a film of the pool",
+            f.name,
+            p.warnings
         );
         let diff = (f64::from(p.probabilities.covid) - f.p_covid).abs();
         assert!(
@@ -105,4 +112,79 @@ fn model_path_override_is_honoured() {
     let err = Classifier::from_path(&path).expect_err("garbage model must fail");
     assert_eq!(err.code(), "model_error");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Inputs unlike every film of the training pool are answered, with a warning that names why
+/// the answer means less; the same film in gray, even stored as RGB, gets none.
+#[test]
+fn input_warnings_name_what_the_model_was_not_trained_for() {
+    let classifier = Classifier::embedded().expect("embedded model loads");
+    let film = image::load_from_memory(&common::first_of("normal"))
+        .expect("decode fixture")
+        .to_luma8();
+    let (w, h) = film.dimensions();
+    let warnings = |img: DynamicImage| {
+        classifier
+            .classify(&common::encode(&img, ImageFormat::Png))
+            .expect("classify")
+            .warnings
+    };
+    let gray_rgb = RgbImage::from_fn(w, h, |x, y| {
+        let v = film.get_pixel(x, y).0[0];
+        Rgb([v, v, v])
+    });
+    assert_eq!(warnings(DynamicImage::ImageRgb8(gray_rgb.clone())), vec![]);
+    // A red arrow over 3% of the film, as on figures from papers: still a gray film.
+    let mut arrowed = gray_rgb.clone();
+    for y in 0..h / 6 {
+        for x in 0..w / 6 {
+            arrowed.put_pixel(x, y, Rgb([230, 20, 20]));
+        }
+    }
+    assert_eq!(warnings(DynamicImage::ImageRgb8(arrowed)), vec![]);
+    // The film tinted as a photograph of it on a screen would be.
+    let tinted = RgbImage::from_fn(w, h, |x, y| {
+        let v = film.get_pixel(x, y).0[0];
+        Rgb([v, v / 2, 255 - v / 3])
+    });
+    assert_eq!(
+        warnings(DynamicImage::ImageRgb8(tinted)),
+        vec![InputWarning::Colour]
+    );
+    let small = image::imageops::resize(&film, 100, 120, image::imageops::FilterType::Triangle);
+    assert_eq!(
+        warnings(DynamicImage::ImageLuma8(small)),
+        vec![InputWarning::Small]
+    );
+    // Three times as wide as high, and not small.
+    assert!(h >= w / 3 && w / 3 >= 128, "the fixture is {w}x{h}");
+    let strip = image::imageops::crop_imm(&film, 0, 0, w, w / 3).to_image();
+    assert_eq!(
+        warnings(DynamicImage::ImageLuma8(strip)),
+        vec![InputWarning::UnusualShape]
+    );
+    // And the JSON a caller reads names each one by code.
+    let tiny_strip = image::imageops::resize(&film, 400, 60, image::imageops::FilterType::Triangle);
+    let p = classifier
+        .classify(&common::encode(
+            &DynamicImage::ImageLuma8(tiny_strip),
+            ImageFormat::Png,
+        ))
+        .expect("classify");
+    let v = serde_json::to_value(&p).expect("serialise");
+    let codes: Vec<&str> = v["warnings"]
+        .as_array()
+        .expect("warnings in the JSON")
+        .iter()
+        .map(|w| w["code"].as_str().expect("a code"))
+        .collect();
+    assert_eq!(codes, ["small_image", "unusual_shape"]);
+    let plain = classifier
+        .classify(&common::first_of("normal"))
+        .expect("classify");
+    let v = serde_json::to_value(&plain).expect("serialise");
+    assert!(
+        v.get("warnings").is_none(),
+        "no warnings key for a pool film: {v}"
+    );
 }

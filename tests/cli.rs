@@ -16,10 +16,12 @@ fn predict_json_prints_one_object_per_image_and_goes_on_after_errors() {
     std::fs::write(dir.join("notes.txt"), b"ignored: not an image name").expect("write");
     let fixtures = common::fixture_xrays();
     std::fs::copy(&fixtures[0].path, dir.join("a.jpg")).expect("copy");
+    let tiny = common::fixtures().join("hostile/one-pixel.jpg");
     let out = xray()
         .args(["predict", "--json"])
         .arg(&dir)
         .arg(dir.join("missing.jpg"))
+        .arg(&tiny)
         .output()
         .expect("run xray");
     assert!(
@@ -32,8 +34,9 @@ fn predict_json_prints_one_object_per_image_and_goes_on_after_errors() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     let good = &lines[0];
+    assert!(good.get("warnings").is_none(), "{good}");
     assert!(good["path"].as_str().expect("path").ends_with("a.jpg"));
     assert_eq!(good["label"], fixtures[0].label.as_str());
     let pc = good["probabilities"]["covid"].as_f64().expect("p");
@@ -41,6 +44,9 @@ fn predict_json_prints_one_object_per_image_and_goes_on_after_errors() {
     assert!((pc + pn - 1.0).abs() < 1e-6);
     assert_eq!(lines[1]["error"]["code"], "not_an_image");
     assert_eq!(lines[2]["error"]["code"], "unreadable");
+    // A one-pixel image is answered, with the warning that says why the answer means little.
+    assert!(lines[3]["label"].is_string(), "{}", lines[3]);
+    assert_eq!(lines[3]["warnings"][0]["code"], "small_image");
     assert!(
         out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains('\r'),
         "no progress bar when stderr is not a terminal"

@@ -78,6 +78,27 @@ fn raw_jpeg_event_with_is_base64_encoded_classifies() {
     assert_eq!(body["label"], expected.as_str());
 }
 
+/// A colour image is still answered (200), and the answer says why it means little.
+#[test]
+fn colour_image_is_answered_with_a_warning() {
+    let (mut raw, _) = event("apigw-raw-jpeg.json");
+    let photo = image::RgbImage::from_fn(240, 200, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let jpeg = common::encode(
+        &image::DynamicImage::ImageRgb8(photo),
+        image::ImageFormat::Jpeg,
+    );
+    raw["body"] = base64::engine::general_purpose::STANDARD
+        .encode(jpeg)
+        .into();
+    let req = lambda_http::request::from_str(&raw.to_string()).expect("event");
+    let (status, body) = run(&app(), req);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["warnings"][0]["code"], "colour_image", "{body}");
+    assert!(body["label"].is_string());
+}
+
 #[test]
 fn s3_reference_event_is_refused_when_s3_is_not_enabled() {
     let (_, req) = event("apigw-s3-reference.json");

@@ -282,24 +282,35 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
             .map_err(|e| Error::Unreadable(e.to_string()))
             .and_then(|bytes| classifier.classify(&bytes));
         let line = match (&result, as_json) {
-            (Ok(p), true) => json!({
-                "path": shown,
-                "label": p.label,
-                "confidence": p.confidence,
-                "probabilities": p.probabilities,
-            })
-            .to_string(),
+            (Ok(p), true) => {
+                let mut v = json!({
+                    "path": shown,
+                    "label": p.label,
+                    "confidence": p.confidence,
+                    "probabilities": p.probabilities,
+                });
+                if !p.warnings.is_empty() {
+                    v["warnings"] = json!(p.warnings);
+                }
+                v.to_string()
+            }
             (Err(e), true) => json!({
                 "path": shown,
                 "error": {"code": e.code(), "message": e.to_string()},
             })
             .to_string(),
-            (Ok(p), false) => format!(
-                "{:<8} {:>10.3} {:>9.3}  {shown}",
-                p.label.as_str(),
-                p.confidence,
-                p.probabilities.covid
-            ),
+            (Ok(p), false) => {
+                let mut row = format!(
+                    "{:<8} {:>10.3} {:>9.3}  {shown}",
+                    p.label.as_str(),
+                    p.confidence,
+                    p.probabilities.covid
+                );
+                for w in &p.warnings {
+                    row.push_str(&format!("  [warning {}: {}]", w.code(), w.message()));
+                }
+                row
+            }
             (Err(e), false) => format!("{:<8} {:>10} {:>9}  {shown}: {e}", "error", "-", "-"),
         };
         progress.suspend(|| writeln!(out, "{line}"))?;

@@ -1,6 +1,7 @@
 // The upload page in a real headless Chromium: load GET /, choose a fixture X-ray, read the
-// label the page shows. Also on a phone-sized screen. Needs /usr/bin/chromium (Debian's
-// chromium package) and the built xray-http binary (XRAY_HTTP_BIN).
+// label the page shows, and the warning for an input unlike a chest film. Also on a
+// phone-sized screen. Needs /usr/bin/chromium (Debian's chromium package) and the built
+// xray-http binary (XRAY_HTTP_BIN).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -63,6 +64,16 @@ test("a file that is not an X-ray shows the error code", async () => {
   await page.setInputFiles("#file", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("not an image") });
   await page.waitForSelector("#error");
   assert.equal((await page.textContent("#error")).trim(), "not_an_image");
+  await page.close();
+});
+
+test("an input unlike a chest film shows the API's warning beside the answer", async () => {
+  const page = await browser.newPage();
+  await upload(page, "../hostile/one-pixel.jpg");
+  assert.ok(await page.isVisible("#label"));
+  const warning = page.locator('.input-warning[data-code="small_image"]');
+  assert.equal(await warning.count(), 1);
+  assert.match(await warning.textContent(), /under 128 px/);
   await page.close();
 });
 
