@@ -169,6 +169,11 @@ async fn trigger_round_trip_on_a_real_s3_server() {
         ),
         ("uploads/notes.txt", b"this is not an X-ray".to_vec(), None),
         ("other/ignored.jpg", covid.clone(), None),
+        (
+            "uploads/one-pixel.jpg",
+            std::fs::read(common::fixtures().join("hostile/one-pixel.jpg")).expect("fixture"),
+            None,
+        ),
     ];
     for (key, bytes, _) in &uploads {
         store
@@ -222,6 +227,12 @@ async fn trigger_round_trip_on_a_real_s3_server() {
             assert!(!v[field].is_null(), "{field} missing in {v}");
         }
     }
+    // A film the model was not trained for is classified, and its result says why it means little.
+    let tiny = get_json(&store, "results/one-pixel.jpg.json").await;
+    assert!(tiny["label"].is_string(), "{tiny}");
+    assert_eq!(tiny["warnings"][0]["code"], "small_image", "{tiny}");
+    let plain = get_json(&store, "results/a+b/normal 1.jpg.json").await;
+    assert!(plain.get("warnings").is_none(), "{plain}");
     let err = get_json(&store, "results/notes.txt.json").await;
     assert_eq!(err["error"]["code"], "not_an_image");
     assert_eq!(err["source"]["key"], "uploads/notes.txt");
@@ -240,12 +251,12 @@ async fn trigger_round_trip_on_a_real_s3_server() {
         .collect();
     assert_eq!(
         all.iter().filter(|k| k.starts_with("results/")).count(),
-        4,
+        5,
         "{all:?}"
     );
     assert_eq!(
         all.iter().filter(|k| k.starts_with("uploads/")).count(),
-        4,
+        5,
         "{all:?}"
     );
     assert!(
