@@ -529,6 +529,15 @@ mod tests {
     }
 
     #[test]
+    fn warning_messages_state_the_thresholds_in_force() {
+        let small = InputWarning::Small.message();
+        assert!(small.contains(&format!("under {SMALL_SIDE} px")), "{small}");
+        assert!(small.contains(&format!("{INPUT_SIZE} px")), "{small}");
+        let shape = InputWarning::UnusualShape.message();
+        assert!(shape.contains(&format!("{MAX_ASPECT} times")), "{shape}");
+    }
+
+    #[test]
     fn colour_is_told_from_gray_in_every_pixel_format() {
         let gray16 = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(300, 200, |x, _| {
             let v = (x * 200) as u16;
