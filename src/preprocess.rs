@@ -25,7 +25,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader};
+use image::{DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageFormat, ImageReader};
 
 use crate::error::Error;
 use crate::resize::resize_triangle;
@@ -158,46 +158,25 @@ fn shape_warnings(w: u32, h: u32) -> Vec<InputWarning> {
 
 /// Whether more than [`COLOUR_FRACTION`] of `img`'s pixels are colourful, from a sample of
 /// at most about 65,536 of them (a regular grid), so a 50-megapixel photo costs no more than
-/// a small one. Gray and gray+alpha images are never colour.
+/// a small one. Gray and gray+alpha images are never colour; every colour format is read as
+/// 8-bit RGBA through the `image` crate's own conversion.
 fn is_colour(img: &DynamicImage) -> bool {
-    fn spread(r: u8, g: u8, b: u8) -> u8 {
-        r.max(g).max(b) - r.min(g).min(b)
+    if !img.color().has_color() {
+        return false;
     }
     let (w, h) = (img.width(), img.height());
     let step = ((u64::from(w) * u64::from(h) / 65_536) as f64)
         .sqrt()
-        .max(1.0) as u32;
-    let mut seen = 0u32;
-    let mut colourful = 0u32;
-    let mut count = |r: u8, g: u8, b: u8| {
-        seen += 1;
-        if spread(r, g, b) > CHROMA_LEVELS {
-            colourful += 1;
+        .max(1.0) as usize;
+    let (mut seen, mut colourful) = (0u32, 0u32);
+    for y in (0..h).step_by(step) {
+        for x in (0..w).step_by(step) {
+            let [r, g, b, _] = img.get_pixel(x, y).0;
+            seen += 1;
+            if r.max(g).max(b) - r.min(g).min(b) > CHROMA_LEVELS {
+                colourful += 1;
+            }
         }
-    };
-    let grid = |w: u32, h: u32| {
-        (0..h)
-            .step_by(step as usize)
-            .flat_map(move |y| (0..w).step_by(step as usize).map(move |x| (x, y)))
-    };
-    match img {
-        DynamicImage::ImageRgb8(i) => grid(w, h).for_each(|(x, y)| {
-            let [r, g, b] = i.get_pixel(x, y).0;
-            count(r, g, b)
-        }),
-        DynamicImage::ImageRgba8(i) => grid(w, h).for_each(|(x, y)| {
-            let [r, g, b, _] = i.get_pixel(x, y).0;
-            count(r, g, b)
-        }),
-        DynamicImage::ImageRgb16(i) => grid(w, h).for_each(|(x, y)| {
-            let [r, g, b] = i.get_pixel(x, y).0.map(|v| (v >> 8) as u8);
-            count(r, g, b)
-        }),
-        DynamicImage::ImageRgba16(i) => grid(w, h).for_each(|(x, y)| {
-            let [r, g, b, _] = i.get_pixel(x, y).0.map(|v| (v >> 8) as u8);
-            count(r, g, b)
-        }),
-        _ => {}
     }
     seen > 0 && colourful as f32 > COLOUR_FRACTION * seen as f32
 }
