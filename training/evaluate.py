@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from split import SEED  # noqa: E402  (the split's seed, which the card names; also the bootstrap's)
-from train import LABELS, clahe, data_args, load_split, roc_auc, unsharp  # noqa: E402
+from train import LABELS, clahe, crop_path, data_args, load_split, roc_auc, unsharp  # noqa: E402
 
 NAME = "covid-xray-cnn"
 VERSION = "3.2.1"  # 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it; .2.1: 3.2.0's weights and outputs, bit for bit, with each max-pool exported as rows then columns (train.split_max_pools), which tract runs faster
@@ -191,7 +191,7 @@ def framing_probe(sess, rows, p, is_covid, threshold, pre_dir, mean, std):
     were not written.
     """
     normals = [i for i in range(len(rows)) if not is_covid[i]]
-    crops = [{"pre": os.path.join(pre_dir, "crops", f"{rows[i]['file']}.{k}.png")} for i in normals for k in range(CROPS_PER_FILM)]
+    crops = [{"pre": crop_path(pre_dir, rows[i]["file"], k)} for i in normals for k in range(CROPS_PER_FILM)]
     if not all(os.path.exists(c["pre"]) for c in crops):
         return None
     q = run_batch(sess, load_x(crops, mean, std)).reshape(len(normals), CROPS_PER_FILM)

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from evaluate import CROPS_PER_FILM, load_x, open_model, run_batch
-from train import data_args, load_split, roc_auc
+from train import crop_path, data_args, roc_auc, validation_films
 
 
 def margin(p):
@@ -32,9 +32,8 @@ def main():
     ap.add_argument("models", nargs="+")
     data_args(ap)
     args = ap.parse_args()
-    rows = load_split(args.data, args.pre, args.split)["val"]
-    is_covid = np.array([r["label"] == "covid" for r in rows])
-    crops = [{"pre": os.path.join(args.pre, "crops", f"{r['file']}.{k}.png")} for r in rows for k in range(CROPS_PER_FILM)]
+    rows, is_covid = validation_films(args)
+    crops = [{"pre": crop_path(args.pre, r["file"], k)} for r in rows for k in range(CROPS_PER_FILM)]
     if not all(os.path.exists(c["pre"]) for c in crops):
         raise SystemExit(f"no framings under {args.pre}/crops: run `xray preprocess --crops {CROPS_PER_FILM}`")
     for folder in args.models:

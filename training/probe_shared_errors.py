@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from evaluate import open_model, p_covid_of
-from train import data_args, load_split
+from train import data_args, validation_films
 
 
 def main():
@@ -28,8 +28,7 @@ def main():
     ap.add_argument("--grid", help="write the films every model gets wrong to this PNG")
     data_args(ap)
     args = ap.parse_args()
-    rows = load_split(args.data, args.pre, args.split)["val"]
-    is_covid = np.array([r["label"] == "covid" for r in rows])
+    rows, is_covid = validation_films(args)
     wrong, probs = [], []
     for folder in args.models:
         sess, _, mean, std, threshold = open_model(folder)

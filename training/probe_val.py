@@ -14,10 +14,8 @@ validation split, so candidates can be compared before the test split is read.
 import argparse
 import json
 
-import numpy as np
-
 from evaluate import field_of_view_probe, framing_probe, load_x, open_model, p_covid_of, processing_probe
-from train import balanced_accuracy, data_args, load_split, roc_auc
+from train import balanced_accuracy, data_args, roc_auc, validation_films
 
 
 def main():
@@ -25,8 +23,7 @@ def main():
     ap.add_argument("models", nargs="+")
     data_args(ap)
     args = ap.parse_args()
-    rows = load_split(args.data, args.pre, args.split)["val"]
-    is_covid = np.array([r["label"] == "covid" for r in rows])
+    rows, is_covid = validation_films(args)
     for folder in args.models:
         sess, _, mean, std, threshold = open_model(folder)
         p = p_covid_of(sess, rows, mean, std)

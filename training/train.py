@@ -56,6 +56,17 @@ def load_split(data_dir, pre_dir, split_csv):
     return out
 
 
+def validation_films(args):
+    """The validation rows of the split `data_args` named, and which of them are COVID films."""
+    rows = load_split(args.data, args.pre, args.split)["val"]
+    return rows, np.array([r["label"] == "covid" for r in rows])
+
+
+def crop_path(pre_dir, file, k):
+    """Where `xray preprocess --crops` wrote the `k`-th tighter framing of the pool's `file`."""
+    return os.path.join(pre_dir, "crops", f"{file}.{k}.png")
+
+
 def load_images(rows):
     x = np.stack([np.asarray(Image.open(r["pre"]), dtype=np.uint8) for r in rows])
     y = np.array([LABELS.index(r["label"]) for r in rows], dtype=np.int64)
@@ -67,7 +78,7 @@ def load_crops(rows, pre_dir, count):
     x = np.stack(
         [
             np.stack(
-                [np.asarray(Image.open(os.path.join(pre_dir, "crops", f"{r['file']}.{i}.png")), dtype=np.uint8) for i in range(count)]
+                [np.asarray(Image.open(crop_path(pre_dir, r["file"], i)), dtype=np.uint8) for i in range(count)]
             )
             for r in rows
         ]
