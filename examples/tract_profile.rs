@@ -2,8 +2,8 @@
 //!
 //!     cargo run --release --example tract_profile -- model/xray.onnx [ITERATIONS]
 //!
-//! A profiling aid for choosing an architecture tract runs well; the figures that the README
-//! reports come from `bench/bench.py`.
+//! A profiling aid for choosing an architecture tract runs well; the figures that
+//! docs/performance.md reports come from `bench/bench.py`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ fn main() -> TractResult<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).map(String::as_str).unwrap_or("model/xray.onnx");
     let iterations: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
-    let side = covid_xray::preprocess::INPUT_SIZE as usize;
+    let side = covid_xray::imaging::preprocess::INPUT_SIZE as usize;
     let model = tract_onnx::onnx()
         .model_for_path(path)?
         .with_input_fact(0, f32::fact([1, 1, side, side]).into())?

@@ -2,7 +2,7 @@
 //!
 //!     cargo run --release --example tract_time -- FILE:SIDE... [ITERATIONS]
 //!
-//! Prints one line per file, `FILE tract MEDIAN_MS`. `bench/arch.py` runs it on candidate
+//! Prints one line per file, `FILE tract MEDIAN_MS`. `training/bench/arch.py` runs it on candidate
 //! networks beside onnxruntime, to choose a shape tract runs well before training it.
 
 use std::time::Instant;

@@ -4,14 +4,19 @@
 //! confidence. **Educational software, not a medical device**: never use it to diagnose,
 //! treat or triage anyone.
 //!
-//! The library holds everything that can be tested without AWS Lambda:
-//! - [`preprocess`]: the one preprocessing path, shared by serving and training;
-//! - [`model`]: the [`Classifier`], an ONNX CNN run by tract, loaded once and shared;
+//! The library holds everything that can be tested without AWS Lambda; the binaries in
+//! `src/bin/` are thin entry points. By concern:
 //! - [`error`]: typed errors with stable codes;
-//! - [`app`] and [`contract`]: the HTTP routes and their JSON, one service for Lambda and for
-//!   the [`local`] server;
-//! - [`source`] and [`s3`]: where S3-referenced images come from;
-//! - [`trigger`]: the S3 upload trigger.
+//! - [`config`]: every setting of every binary, read from the environment in one place;
+//! - [`imaging`]: decoding and the one preprocessing path, shared by serving and training;
+//! - [`model`]: the [`Classifier`], an ONNX CNN run by tract, loaded once and shared;
+//! - [`s3`]: the object store that S3-referenced images come from, and the upload trigger;
+//! - [`contract`]: the JSON of every interface, the [`contract::Answer`] to one X-ray above all;
+//! - [`api`]: the HTTP routes, one service for Lambda and for the local server.
+//!
+//! Each file uses only those before it in this order: `error`, `config`, `imaging`, `model`,
+//! `s3::store` and `s3::client`, `contract`, then `s3::trigger` and `api`, which both write
+//! the contract's types and never use each other.
 
 // A panic aborts a Lambda sandbox: non-test code returns errors instead.
 #![cfg_attr(
@@ -19,21 +24,17 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod app;
+pub mod api;
+pub mod config;
 pub mod contract;
 pub mod error;
-pub mod local;
+pub mod imaging;
 pub mod model;
-pub mod preprocess;
-mod resize;
-#[cfg(feature = "s3")]
 pub mod s3;
-pub mod source;
-pub mod trigger;
 
 pub use error::Error;
+pub use imaging::InputWarning;
 pub use model::{Classifier, Label, ModelInfo, Prediction, Probabilities};
-pub use preprocess::InputWarning;
 
 /// The statement every answer carries.
 pub const DISCLAIMER: &str = "Educational software, not a medical device. Not for diagnosis, treatment or triage; a qualified clinician must read every X-ray.";

@@ -104,11 +104,31 @@ fn tiny_images_still_classify() {
 
 #[test]
 fn oversized_input_bytes_are_refused() {
-    let limits = covid_xray::preprocess::Limits {
+    let limits = covid_xray::imaging::preprocess::Limits {
         max_bytes: 1000,
         ..Default::default()
     };
     let c = classifier().with_limits(limits);
     let bytes = common::first_of("covid");
     assert!(matches!(c.classify(&bytes), Err(Error::TooLarge { .. })));
+}
+
+#[test]
+fn one_pixel_limit_gives_one_message() {
+    let message = |w, h| match classifier().classify(&common::png_header_only(w, h)) {
+        Ok(p) => panic!("expected an error, got {p:?}"),
+        Err(e) => (e.code(), e.to_string()),
+    };
+    // Over the side limit, which the decoder's own limits refuse before ours see the
+    // header: the same code and message as every other size refusal, naming both limits.
+    for (w, h) in [(13_000, 100), (100, 13_000), (100_000, 100_000)] {
+        let (code, text) = message(w, h);
+        assert_eq!(code, "too_large", "{w}x{h}");
+        assert!(
+            text.starts_with(&format!(
+                "image dimensions too large: {w}x{h}, limits 12000 px a side"
+            )),
+            "{w}x{h}: {text}"
+        );
+    }
 }

@@ -105,16 +105,87 @@ fn preprocess_writes_the_served_input_and_reproducible_tighter_framings() {
     };
     let (whole, crop0, crop1) = run();
     let bytes = std::fs::read(film).expect("read");
-    let served = covid_xray::preprocess::prepare(&bytes, &Default::default()).expect("prepare");
+    let served =
+        covid_xray::imaging::preprocess::prepare(&bytes, &Default::default()).expect("prepare");
     assert_eq!(
         whole, served,
         "training reads exactly what serving prepares"
     );
-    let side = covid_xray::preprocess::INPUT_SIZE;
+    let side = covid_xray::imaging::preprocess::INPUT_SIZE;
     assert_eq!(crop0.dimensions(), (side, side));
     assert_ne!(crop0, whole);
     assert_ne!(crop0, crop1);
     assert!(out.join("preprocess.json").is_file());
     assert_eq!(run(), (whole, crop0, crop1), "the same crops on every run");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn one_image_is_one_image() {
+    let fixtures = common::fixture_xrays();
+    let out = xray()
+        .arg("predict")
+        .arg(&fixtures[0].path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    assert!(stdout.contains("\n1 image;"), "{stdout}");
+}
+
+/// The CLI, the HTTP answer and the S3 result all serialise the same contract type, so one
+/// film's probabilities are printed with the same digits everywhere.
+#[test]
+fn the_cli_prints_the_same_answer_as_the_api() {
+    use base64::Engine;
+    use covid_xray::Classifier;
+    use covid_xray::api::App;
+    use covid_xray::config::HttpConfig;
+
+    let fixture = &common::fixture_xrays()[0];
+    let out = xray()
+        .args(["predict", "--json"])
+        .arg(&fixture.path)
+        .output()
+        .expect("run");
+    let cli_text = String::from_utf8(out.stdout).expect("utf8");
+    let cli: serde_json::Value = serde_json::from_str(cli_text.trim()).expect("json");
+
+    let bytes = std::fs::read(&fixture.path).expect("fixture");
+    let body =
+        serde_json::json!({"image": base64::engine::general_purpose::STANDARD.encode(&bytes)});
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/predict")
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::Text(body.to_string()))
+        .expect("request");
+    let app = App::new(
+        Classifier::embedded().expect("model"),
+        HttpConfig::default(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let response = runtime.block_on(app.handle(req));
+    let api_text = String::from_utf8(response.body().to_vec()).expect("utf8");
+    let api: serde_json::Value = serde_json::from_str(&api_text).expect("json");
+
+    for field in [
+        "label",
+        "confidence",
+        "probabilities",
+        "threshold",
+        "model",
+        "disclaimer",
+    ] {
+        assert_eq!(cli[field], api[field], "{field}");
+    }
+    // The same digits, not only the same value after parsing.
+    let digits = |text: &str| {
+        let at = text.find("\"probabilities\"").expect("probabilities");
+        text[at..].split('}').next().expect("object").to_string()
+    };
+    assert_eq!(digits(&cli_text), digits(&api_text));
+    assert!(cli["path"].is_string());
 }

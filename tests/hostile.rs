@@ -8,9 +8,10 @@ mod common;
 use std::path::Path;
 
 use base64::Engine;
-use covid_xray::app::{App, Config};
+use covid_xray::api::App;
+use covid_xray::config::HttpConfig;
 use covid_xray::contract::ApiError;
-use covid_xray::preprocess::Limits;
+use covid_xray::imaging::preprocess::Limits;
 use covid_xray::{Classifier, Error};
 use lambda_http::Body;
 
@@ -305,7 +306,10 @@ fn body_cases() -> Vec<(&'static str, &'static str, Vec<u8>, u16)> {
 }
 
 fn app() -> App {
-    App::new(Classifier::embedded().expect("model"), Config::default())
+    App::new(
+        Classifier::embedded().expect("model"),
+        HttpConfig::default(),
+    )
 }
 
 fn call(
@@ -418,9 +422,11 @@ fn exif_orientation_is_applied() {
     let upright = image::load_from_memory(&hostile("progressive.jpg"))
         .expect("decode")
         .to_luma8();
-    let rotated =
-        covid_xray::preprocess::decode_gray(&hostile("exif-rotated.jpg"), &Limits::default())
-            .expect("decode");
+    let rotated = covid_xray::imaging::preprocess::decode_gray(
+        &hostile("exif-rotated.jpg"),
+        &Limits::default(),
+    )
+    .expect("decode");
     assert_eq!(rotated.dimensions(), upright.dimensions());
     let diff: f64 = rotated
         .pixels()
@@ -435,15 +441,15 @@ fn exif_orientation_is_applied() {
 }
 
 #[test]
-fn the_bounds_stated_in_the_readme_are_the_ones_in_force() {
+fn the_bounds_stated_in_the_api_docs_are_the_ones_in_force() {
     let l = Limits::default();
     assert_eq!(
         (l.max_bytes, l.max_side, l.max_pixels),
         (20 * 1024 * 1024, 12_000, 50_000_000)
     );
-    assert_eq!(Config::default().max_body_bytes, 6 * 1024 * 1024);
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README");
-    assert!(readme.contains("12,000 px a side and 50 megapixels"));
-    assert!(readme.contains("at most 6 MB"));
+    assert_eq!(HttpConfig::default().max_body_bytes, 6 * 1024 * 1024);
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md"))
+        .expect("docs/api.md");
+    assert!(docs.contains("12,000 px a side and 50 megapixels"));
+    assert!(docs.contains("at most 6 MiB"));
 }

@@ -317,3 +317,143 @@ fn the_classifier_is_built_once_across_many_requests() {
     let health = http(&server.addr, "GET", "/health", &[], b"").json();
     assert_eq!(health["plans_built"], 1, "{health}");
 }
+
+#[test]
+fn an_oversized_body_names_the_limit_in_force_and_carries_a_request_id() {
+    let server = start(&[("XRAY_MAX_BODY_BYTES", "100000")]);
+    let body = vec![b'A'; 200_000];
+    let r = http(&server.addr, "POST", "/predict", &[JSON], &body);
+    assert_eq!(r.status, 413);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "payload_too_large");
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(message.contains("limit of 100000 bytes"), "{message}");
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("x-request-id") && !v.is_empty()),
+        "{:?}",
+        r.headers
+    );
+    // A body of exactly the limit is read and judged on its content.
+    let exact = vec![b' '; 100_000];
+    let r = http(&server.addr, "POST", "/predict", &[JSON], &exact);
+    assert_eq!(r.json()["error"]["code"], "empty_body");
+}
+
+#[test]
+fn the_browser_gets_no_404_for_its_icon() {
+    let server = start(&[]);
+    let r = http(&server.addr, "GET", "/favicon.ico", &[], b"");
+    assert_eq!(r.status, 204);
+}
+
+/// Starts `xray-http` and returns what it printed and its exit code, waiting at most 30 s.
+fn run_to_exit(cmd: &mut Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    for _ in 0..300 {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if child.try_wait().expect("wait").is_none() {
+        child.kill().ok();
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+fn http_bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xray-http"));
+    for var in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "PORT",
+        "XRAY_HOST",
+        "XRAY_MAX_BODY_BYTES",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[test]
+fn start_up_problems_are_said_plainly_and_exit_cleanly() {
+    let (code, text) = run_to_exit(http_bin().arg("--help"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("PORT") && text.contains("Usage"), "{text}");
+    assert!(
+        !text.contains("listening"),
+        "--help must not start the server: {text}"
+    );
+
+    let (code, text) = run_to_exit(http_bin().env("PORT", "abc"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("PORT=\"abc\""), "{text}");
+
+    let (code, text) = run_to_exit(http_bin().env("XRAY_MAX_BODY_BYTES", "1MB"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("XRAY_MAX_BODY_BYTES"), "{text}");
+
+    let (code, text) = run_to_exit(http_bin().env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("AWS_LAMBDA_FUNCTION_NAME"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (code, text) = run_to_exit(http_bin().env("PORT", &port));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("set PORT"), "{text}");
+
+    let (code, text) = run_to_exit(
+        Command::new(env!("CARGO_BIN_EXE_xray-s3"))
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env_remove("XRAY_UPLOAD_PREFIX")
+            .env_remove("XRAY_RESULTS_PREFIX"),
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("cargo lambda watch"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn logs_are_plain_text_when_redirected() {
+    let mut child = http_bin()
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("address")
+        .to_string();
+    assert_eq!(http(&addr, "GET", "/health", &[], b"").status, 200);
+    child.kill().ok();
+    let out = child.wait_with_output().expect("output");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("request"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escapes in redirected logs: {logs:?}"
+    );
+}

@@ -6,11 +6,15 @@ use std::path::Path;
 
 use base64::Engine;
 use covid_xray::Classifier;
-use covid_xray::app::{App, Config};
+use covid_xray::api::App;
+use covid_xray::config::HttpConfig;
 use lambda_http::Body;
 
 fn app() -> App {
-    App::new(Classifier::embedded().expect("model"), Config::default())
+    App::new(
+        Classifier::embedded().expect("model"),
+        HttpConfig::default(),
+    )
 }
 
 fn event(name: &str) -> (serde_json::Value, lambda_http::Request) {
@@ -110,9 +114,9 @@ fn s3_reference_event_is_refused_when_s3_is_not_enabled() {
 #[test]
 fn s3_reference_event_outside_the_allow_list_is_refused() {
     let (_, req) = event("apigw-s3-reference.json");
-    let config = Config {
+    let config = HttpConfig {
         allowed_buckets: vec!["some-other-bucket".into()],
-        ..Config::default()
+        ..HttpConfig::default()
     };
     let app = App::new(Classifier::embedded().expect("model"), config);
     let (status, body) = run(&app, req);

@@ -365,6 +365,9 @@ fn answers_survive_alterations_that_say_nothing_about_the_lungs() {
             flipped.join(", ")
         );
     }
+    if std::env::var_os("XRAY_WRITE_DOCS").is_some() {
+        write_doc(&classifier, films.len(), &rows);
+    }
     for Row {
         name,
         bound: (most_flips, most_mean),
@@ -385,4 +388,48 @@ fn answers_survive_alterations_that_say_nothing_about_the_lungs() {
             "{name}: P(covid) moved {mean:.3} on average"
         );
     }
+}
+
+/// `XRAY_WRITE_DOCS=1 cargo test --test robustness` writes the table the docs show, so no
+/// figure of it is copied by hand.
+fn write_doc(classifier: &Classifier, films: usize, rows: &[Row]) {
+    let info = classifier.info();
+    let mut text = format!(
+        "# Robustness: alterations that say nothing about the lungs\n\n\
+         Written by `XRAY_WRITE_DOCS=1 cargo test --test robustness`; edit `tests/robustness.rs`, \
+         not this file.\n\n\
+         Each of the {films} fixture X-rays (held-out patients, `tests/fixtures/`) is altered as \
+         films from another hospital differ and classified again through the whole served \
+         pipeline, model `{}` {} (sha256 `{}…`). A flip is a label that crosses the threshold \
+         ({:.3}); the test fails past the bound.\n\n\
+         | alteration | labels flipped | mean change of P(covid) | largest change | bound (flips, mean) |\n\
+         |---|---|---|---|---|\n",
+        info.name,
+        info.version,
+        &info.sha256[..16.min(info.sha256.len())],
+        classifier.threshold()
+    );
+    for row in rows {
+        text.push_str(&format!(
+            "| {} | {}/{films} | {:.3} | {:.3} | {}, {} |\n",
+            row.name,
+            row.flipped.len(),
+            row.mean,
+            row.max,
+            row.bound.0,
+            row.bound.1
+        ));
+    }
+    let flips: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.flipped.iter().map(String::as_str))
+        .collect();
+    if !flips.is_empty() {
+        text.push_str(&format!(
+            "\nThe flips, as `fixture P(covid) before->after`: {}.\n",
+            flips.join("; ")
+        ));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/robustness.md");
+    std::fs::write(&path, text).expect("write docs/robustness.md");
 }

@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::s3::S3Event;
 use covid_xray::Classifier;
-use covid_xray::app::{App, Config};
-use covid_xray::s3::{S3Store, Timeouts};
-use covid_xray::source::ObjectStore;
-use covid_xray::trigger::{self, Outcome, TriggerConfig};
+use covid_xray::api::App;
+use covid_xray::config::HttpConfig;
+use covid_xray::config::TriggerConfig;
+use covid_xray::s3::client::{S3Store, Timeouts};
+use covid_xray::s3::store::ObjectStore;
+use covid_xray::s3::trigger::{self, Outcome};
 use hyper_util::rt::TokioIo;
 use lambda_http::Body;
 
@@ -307,10 +309,10 @@ async fn http_s3_references() {
         )
         .await
         .expect("put");
-    let config = Config {
+    let config = HttpConfig {
         allowed_buckets: vec![BUCKET.into()],
         max_object_bytes: normal.len() as u64 + 10,
-        ..Config::default()
+        ..HttpConfig::default()
     };
     let app = App::new(classifier(), config).with_store(Arc::new(store.clone()));
 
@@ -373,7 +375,7 @@ async fn http_s3_references() {
     );
 
     // S3 references are refused outright when no bucket is allowed.
-    let closed = App::new(classifier(), Config::default()).with_store(Arc::new(store));
+    let closed = App::new(classifier(), HttpConfig::default()).with_store(Arc::new(store));
     let (status, v) = call(
         &closed,
         &serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/films/ä 1.jpg"}}).to_string(),
@@ -427,9 +429,9 @@ async fn assert_retryable_failure(what: &str, store: S3Store, bound: std::time::
     .expect_err("must fail so Lambda retries");
     assert_eq!((err.failed, err.total), (2, 2), "{what}: {err}");
 
-    let config = Config {
+    let config = HttpConfig {
         allowed_buckets: vec![BUCKET.into()],
-        ..Config::default()
+        ..HttpConfig::default()
     };
     let app = App::new(classifier(), config).with_store(Arc::new(store));
     let body = serde_json::json!({"s3": {"bucket": BUCKET, "key": "uploads/a.jpg"}});

@@ -4,7 +4,7 @@
 //! returns prepares to exactly the model input size.
 #![no_main]
 
-use covid_xray::preprocess::{self, INPUT_SIZE, Limits};
+use covid_xray::imaging::preprocess::{self, INPUT_SIZE, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,8 @@
 
 use std::sync::OnceLock;
 
-use covid_xray::app::{App, Config};
+use covid_xray::api::App;
+use covid_xray::config::HttpConfig;
 use covid_xray::model::Classifier;
 use lambda_http::{Body, Request};
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +16,7 @@ fn app() -> &'static App {
     static APP: OnceLock<App> = OnceLock::new();
     APP.get_or_init(|| {
         let classifier = Classifier::embedded().expect("the embedded model loads");
-        App::new(classifier, Config::default())
+        App::new(classifier, HttpConfig::default())
     })
 }
 

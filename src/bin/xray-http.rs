@@ -1,5 +1,5 @@
 //! `xray-http`: the API Gateway Lambda. When `AWS_LAMBDA_RUNTIME_API` is unset it serves the
-//! same routes over plain HTTP on 127.0.0.1:3000 (`PORT` overrides) instead.
+//! same routes over plain HTTP on 127.0.0.1:3000 (`XRAY_HOST` and `PORT` override) instead.
 
 // A panic aborts a Lambda sandbox: non-test code returns errors instead.
 #![cfg_attr(
@@ -7,38 +7,87 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use covid_xray::Classifier;
-use covid_xray::app::{App, Config};
-use lambda_http::{Error, service_fn};
+use std::process::ExitCode;
+use std::sync::Arc;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+use clap::Parser;
+use covid_xray::Classifier;
+use covid_xray::api::App;
+use covid_xray::config::{self, HttpConfig, ServerConfig};
+use lambda_http::service_fn;
+
+/// The covid-xray HTTP service: POST /predict, GET /health and the upload page at GET /.
+///
+/// Under AWS Lambda (or `cargo lambda watch`) it answers API Gateway events; elsewhere it
+/// serves plain HTTP. Educational software, not a medical device.
+#[derive(Parser)]
+#[command(
+    name = "xray-http",
+    version,
+    after_help = "Settings (environment): XRAY_HOST (default 127.0.0.1), PORT (default 3000), \
+XRAY_MAX_BODY_BYTES (default 6291456), XRAY_ALLOWED_BUCKETS, XRAY_MAX_OBJECT_BYTES \
+(default 20971520), XRAY_CORS_ALLOW_ORIGIN, XRAY_MODEL_PATH, RUST_LOG or AWS_LAMBDA_LOG_LEVEL, \
+AWS_LAMBDA_LOG_FORMAT=JSON. See README.md."
+)]
+struct Args {}
+
+fn main() -> ExitCode {
+    Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    tracing::error!("{message}");
+    eprintln!("xray-http: {message}");
+    ExitCode::from(2)
+}
+
+async fn run() -> Result<(), String> {
+    config::init_logging();
+    // Settings first: a bad one is refused before anything else starts.
+    let on_lambda = config::lambda_environment().map_err(|e| e.to_string())?;
+    let http = HttpConfig::from_env().map_err(|e| e.to_string())?;
+    let server = if on_lambda {
+        None
+    } else {
+        Some(ServerConfig::from_env().map_err(|e| e.to_string())?)
+    };
     // Built once per process, before the runtime loop: warm invocations reuse it.
-    let classifier = Classifier::from_env()?;
-    let config = Config::from_env();
-    let mut app = App::new(classifier, config.clone());
-    if !config.allowed_buckets.is_empty() {
+    let classifier = Classifier::from_env().map_err(|e| e.to_string())?;
+    let mut app = App::new(classifier, http.clone());
+    if !http.allowed_buckets.is_empty() {
         // One S3 client per process, built at init, only where S3 references are allowed.
-        app = app.with_store(std::sync::Arc::new(
-            covid_xray::s3::S3Store::from_env().await,
-        ));
+        app = app.with_store(Arc::new(covid_xray::s3::S3Store::from_env().await));
     }
 
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    let Some(server) = server else {
         return lambda_http::run(service_fn(move |req| {
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }
         }))
-        .await;
-    }
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let addr = listener.local_addr()?;
+        .await
+        .map_err(|e| format!("the Lambda runtime stopped: {e}"));
+    };
+    let listener = tokio::net::TcpListener::bind((server.host, server.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}; set PORT (and XRAY_HOST) to a free address",
+                server.host, server.port
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("the listening socket has no address: {e}"))?;
     println!("xray-http listening on http://{addr}/ (open it in a browser to upload an X-ray)");
-    covid_xray::local::serve(app, listener).await?;
-    Ok(())
+    covid_xray::api::local::serve(app, listener)
+        .await
+        .map_err(|e| format!("the server stopped: {e}"))
 }

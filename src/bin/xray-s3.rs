@@ -1,5 +1,5 @@
 //! `xray-s3`: the S3 upload trigger Lambda. Classifies each uploaded X-ray and writes its
-//! result JSON back to S3 (see `covid_xray::trigger`).
+//! result JSON back to S3 (see `covid_xray::s3::trigger`).
 
 // A panic aborts a Lambda sandbox: non-test code returns errors instead.
 #![cfg_attr(
@@ -7,23 +7,60 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use aws_lambda_events::event::s3::S3Event;
-use covid_xray::Classifier;
-use covid_xray::s3::S3Store;
-use covid_xray::trigger::{self, TriggerConfig};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let config = TriggerConfig::from_env();
-    // A configuration that could retrigger itself never starts.
-    if let Err(e) = config.validate() {
-        tracing::error!("{e}");
-        eprintln!("xray-s3: {e}");
-        std::process::exit(2);
+use aws_lambda_events::event::s3::S3Event;
+use clap::Parser;
+use covid_xray::Classifier;
+use covid_xray::config::{self, TriggerConfig};
+use covid_xray::s3::S3Store;
+use covid_xray::s3::trigger;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+/// The covid-xray S3 upload trigger: classifies every X-ray uploaded under XRAY_UPLOAD_PREFIX
+/// and writes its result JSON under XRAY_RESULTS_PREFIX.
+///
+/// It runs only under AWS Lambda or `cargo lambda watch`. Educational software, not a
+/// medical device.
+#[derive(Parser)]
+#[command(
+    name = "xray-s3",
+    version,
+    after_help = "Settings (environment): XRAY_UPLOAD_PREFIX (default uploads/), \
+XRAY_RESULTS_PREFIX (default results/), XRAY_RESULTS_BUCKET (default: the upload's bucket), \
+XRAY_MAX_OBJECT_BYTES (default 20971520), XRAY_CONCURRENCY (default 4), XRAY_MODEL_PATH, \
+RUST_LOG or AWS_LAMBDA_LOG_LEVEL, AWS_LAMBDA_LOG_FORMAT=JSON. See README.md."
+)]
+struct Args {}
+
+fn main() -> ExitCode {
+    Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
     }
-    let classifier = Classifier::from_env()?;
+}
+
+fn fail(message: &str) -> ExitCode {
+    tracing::error!("{message}");
+    eprintln!("xray-s3: {message}");
+    ExitCode::from(2)
+}
+
+async fn run() -> Result<(), String> {
+    config::init_logging();
+    // A configuration that could retrigger itself, or a bad setting, never starts.
+    let config = TriggerConfig::from_env().map_err(|e| format!("refusing to start: {e}"))?;
+    if !config::lambda_environment().map_err(|e| e.to_string())? {
+        return Err("AWS_LAMBDA_RUNTIME_API is not set: xray-s3 answers S3 events and runs only \
+                    under AWS Lambda or `cargo lambda watch` (to classify files, use `xray predict`)"
+            .into());
+    }
+    let classifier = Classifier::from_env().map_err(|e| e.to_string())?;
     let store = S3Store::from_env().await;
     let (classifier, store, config) = (&classifier, &store, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {
@@ -35,7 +72,8 @@ async fn main() -> Result<(), Error> {
             &event.context.request_id,
         )
         .await?;
-        Ok::<_, Error>(serde_json::json!({ "records": outcomes.len() }))
+        Ok::<_, lambda_runtime::Error>(serde_json::json!({ "records": outcomes.len() }))
     }))
     .await
+    .map_err(|e| format!("the Lambda runtime stopped: {e}"))
 }

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
 
 use clap::{Parser, Subcommand};
-use covid_xray::preprocess::{self, Limits};
+use covid_xray::contract::{Answer, CliLine, ErrorBody};
+use covid_xray::imaging::preprocess::{self, Limits};
 use covid_xray::{Classifier, Error};
 use serde_json::json;
 
@@ -97,8 +98,9 @@ mod bench {
 
     use base64::Engine;
     use covid_xray::Classifier;
-    use covid_xray::app::{App, Config};
-    use covid_xray::preprocess::{self, Limits};
+    use covid_xray::api::App;
+    use covid_xray::config::HttpConfig;
+    use covid_xray::imaging::preprocess::{self, Limits};
     use serde_json::json;
 
     fn measure(iterations: usize, mut f: impl FnMut()) -> (f64, f64) {
@@ -138,7 +140,7 @@ mod bench {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let app = App::new(classifier.clone(), Config::default());
+        let app = App::new(classifier.clone(), HttpConfig::default());
         for file in files {
             let name = file
                 .file_name()
@@ -278,27 +280,22 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
     }
     for file in &files {
         let shown = file.display().to_string();
+        let started = std::time::Instant::now();
         let result = std::fs::read(file)
             .map_err(|e| Error::Unreadable(e.to_string()))
             .and_then(|bytes| classifier.classify(&bytes));
         let line = match (&result, as_json) {
-            (Ok(p), true) => {
-                let mut v = json!({
-                    "path": shown,
-                    "label": p.label,
-                    "confidence": p.confidence,
-                    "probabilities": p.probabilities,
-                });
-                if !p.warnings.is_empty() {
-                    v["warnings"] = json!(p.warnings);
-                }
-                v.to_string()
-            }
-            (Err(e), true) => json!({
-                "path": shown,
-                "error": {"code": e.code(), "message": e.to_string()},
-            })
-            .to_string(),
+            (Ok(p), true) => serde_json::to_string(&CliLine::Answer {
+                path: shown,
+                answer: Answer::new(p.clone(), started.elapsed().as_secs_f64() * 1e3),
+            })?,
+            (Err(e), true) => serde_json::to_string(&CliLine::Error {
+                path: shown,
+                error: ErrorBody {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                },
+            })?,
             (Ok(p), false) => {
                 let mut row = format!(
                     "{:<8} {:>10.3} {:>9.3}  {shown}",
@@ -321,8 +318,9 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
         let info = classifier.info();
         writeln!(
             out,
-            "\n{} images; model {} {} (threshold {:.3}).\n{}",
+            "\n{} {}; model {} {} (threshold {:.3}).\n{}",
             files.len(),
+            if files.len() == 1 { "image" } else { "images" },
             info.name,
             info.version,
             classifier.threshold(),

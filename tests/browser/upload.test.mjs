@@ -64,6 +64,8 @@ test("a file that is not an X-ray shows the error code", async () => {
   await page.setInputFiles("#file", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("not an image") });
   await page.waitForSelector("#error");
   assert.equal((await page.textContent("#error")).trim(), "not_an_image");
+  // No broken picture is left beside the error.
+  assert.equal(await page.locator("#preview img").count(), 0);
   await page.close();
 });
 

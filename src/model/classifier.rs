@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
 use crate::error::Error;
-use crate::preprocess::{self, INPUT_SIZE, InputWarning, Limits};
+use crate::imaging::preprocess::{self, INPUT_SIZE, InputWarning, Limits};
 
 /// The embedded ONNX model.
-pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../model/xray.onnx");
+pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../../model/xray.onnx");
 /// The embedded model card (machine-readable part).
-pub static EMBEDDED_CARD: &str = include_str!("../model/model.json");
+pub static EMBEDDED_CARD: &str = include_str!("../../model/model.json");
 
 /// How many plans this process has built. Tests use it to show that the model loads once.
 static PLANS_BUILT: AtomicUsize = AtomicUsize::new(0);
@@ -155,8 +155,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl Classifier {
     /// The embedded model, or the file named by `XRAY_MODEL_PATH` when that is set.
     pub fn from_env() -> Result<Classifier, Error> {
-        match std::env::var_os("XRAY_MODEL_PATH") {
-            Some(path) => Classifier::from_path(std::path::Path::new(&path)),
+        match crate::config::model_path() {
+            Some(path) => Classifier::from_path(&path),
             None => Classifier::embedded(),
         }
     }

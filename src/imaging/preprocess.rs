@@ -27,8 +27,8 @@ use std::io::Cursor;
 
 use image::{DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageFormat, ImageReader};
 
+use super::resize::resize_triangle;
 use crate::error::Error;
-use crate::resize::resize_triangle;
 
 /// Side of the square model input, in pixels.
 pub const INPUT_SIZE: u32 = 192;
@@ -218,7 +218,14 @@ pub fn decode_gray_noted(
     decoder_limits.max_image_height = Some(limits.max_side);
     decoder_limits.max_alloc = Some(limits.max_alloc());
     reader.limits(decoder_limits);
-    let mut decoder = reader.into_decoder().map_err(Error::from_image)?;
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        // The decoder refused the header's size: say it as `check_dimensions` does, so
+        // that one limit always gives one message.
+        image::ImageError::Limits(_) => header_dimensions(bytes, format)
+            .and_then(|(w, h)| check_dimensions(w, h, limits).err())
+            .unwrap_or_else(|| Error::from_image(e)),
+        e => Error::from_image(e),
+    })?;
     let (w, h) = decoder.dimensions();
     check_dimensions(w, h, limits)?;
     // The decoded buffer's size follows from the header (16-bit RGBA is 8 bytes a pixel):
@@ -261,6 +268,26 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
         Some(eoi) => !bytes[eoi..].windows(2).any(|w| w == [0xFF, 0xDA]),
         None => false,
     }
+}
+
+/// The width and height a header claims, read without limits (nothing is decoded).
+///
+/// A PNG's come from its first chunk, which the format fixes as IHDR at byte 12: the PNG
+/// decoder reads on to the first image data before it reports them, and a file that claims
+/// a huge size may have none.
+fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
+    if format == ImageFormat::Png {
+        let be = |at: usize| {
+            let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+            Some(u32::from_be_bytes(b))
+        };
+        return (bytes.get(12..16) == Some(b"IHDR".as_slice()))
+            .then(|| Some((be(16)?, be(20)?)))
+            .flatten();
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.no_limits();
+    reader.into_dimensions().ok()
 }
 
 fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), Error> {

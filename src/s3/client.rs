@@ -14,7 +14,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::source::{BoxFuture, ObjectMeta, ObjectStore, StoreError};
+use super::store::{BoxFuture, ObjectMeta, ObjectStore, StoreError};
 
 /// Connect timeout for S3.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

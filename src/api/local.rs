@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use lambda_http::Body;
 use tokio::net::TcpListener;
 
-use crate::app::App;
+use super::App;
 use crate::contract::ApiError;
 
 /// How long a client may take to send its headers, then its body.
@@ -42,57 +42,43 @@ pub async fn serve(app: App, listener: TcpListener) -> std::io::Result<()> {
 
 /// Converts a hyper request into the `lambda_http` shape, runs the app, converts back.
 async fn handle(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
     let (parts, incoming) = req.into_parts();
-    let limit = app_body_limit(app);
-    let collected =
-        tokio::time::timeout(READ_TIMEOUT, Limited::new(incoming, limit).collect()).await;
-    let body = match collected {
-        Ok(Ok(c)) => c.to_bytes(),
+    let limit = app.config().max_body_bytes;
+    // One byte over the limit is read, so a body of exactly the limit passes and the app's
+    // own check sees the rest.
+    let collected = tokio::time::timeout(
+        READ_TIMEOUT,
+        Limited::new(incoming, limit.saturating_add(1)).collect(),
+    )
+    .await;
+    let early = match collected {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(&ApiError::new(
-                413,
-                "payload_too_large",
-                format!("the body is over the limit of {limit} bytes"),
-            ));
+            Err(ApiError::payload_too_large(None, limit))
         }
-        Ok(Err(e)) => {
-            return error(&ApiError::bad_request(
-                "bad_body",
-                format!("the body could not be read: {e}"),
-            ));
-        }
-        Err(_) => {
-            return error(&ApiError::new(
-                408,
-                "request_timeout",
-                "the body took too long to arrive",
-            ));
-        }
+        Ok(Err(e)) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("the body could not be read: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            408,
+            "request_timeout",
+            "the body took too long to arrive",
+        )),
     };
-    let body = if body.is_empty() {
-        Body::Empty
-    } else {
-        Body::Binary(body.to_vec())
+    let response = match early {
+        Ok(body) => {
+            let body = if body.is_empty() {
+                Body::Empty
+            } else {
+                Body::Binary(body.to_vec())
+            };
+            app.handle(lambda_http::Request::from_parts(parts, body))
+                .await
+        }
+        Err(e) => app.reject(&e, &parts.method, parts.uri.path(), started),
     };
-    let response = app
-        .handle(lambda_http::Request::from_parts(parts, body))
-        .await;
     let (parts, body) = response.into_parts();
     hyper::Response::from_parts(parts, Full::new(Bytes::from(body.to_vec())))
-}
-
-/// One byte over the app's own limit, so that the app's 413 names the size.
-fn app_body_limit(app: &App) -> usize {
-    app.config().max_body_bytes.saturating_add(1)
-}
-
-fn error(e: &ApiError) -> hyper::Response<Full<Bytes>> {
-    let mut r = hyper::Response::new(Full::new(Bytes::from(e.body().to_string())));
-    *r.status_mut() =
-        hyper::StatusCode::from_u16(e.status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
 }

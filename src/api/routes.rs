@@ -18,77 +18,19 @@ use base64::Engine;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::contract::{ApiError, Health, PredictRequest, PredictResponse, TimingMs};
+use crate::config::HttpConfig;
+use crate::contract::{Answer, ApiError, Health, PredictRequest, PredictResponse, S3Ref};
 use crate::model::Classifier;
-use crate::source::ObjectStore;
+use crate::s3::store::ObjectStore;
 
 /// The upload page, served at `GET /`.
 pub const PAGE: &str = include_str!("page.html");
-
-/// API Gateway's synchronous Lambda payload limit.
-pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
-
-/// Settings of the HTTP service, from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// `Access-Control-Allow-Origin` to send; `None` sends no CORS headers
-    /// (`XRAY_CORS_ALLOW_ORIGIN`).
-    pub cors_allow_origin: Option<String>,
-    /// Largest request body in bytes (`XRAY_MAX_BODY_BYTES`, default 6 MB).
-    pub max_body_bytes: usize,
-    /// Buckets that S3 references may name (`XRAY_ALLOWED_BUCKETS`, comma-separated); empty
-    /// means S3 references are refused.
-    pub allowed_buckets: Vec<String>,
-    /// Largest S3 object to read, in bytes (`XRAY_MAX_OBJECT_BYTES`, default 20 MB).
-    pub max_object_bytes: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            cors_allow_origin: None,
-            max_body_bytes: LAMBDA_PAYLOAD_LIMIT,
-            allowed_buckets: Vec::new(),
-            max_object_bytes: 20 * 1024 * 1024,
-        }
-    }
-}
-
-impl Config {
-    /// Reads the `XRAY_*` variables; unset or unparsable ones keep their defaults.
-    pub fn from_env() -> Config {
-        Config::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// As [`Config::from_env`], from any lookup (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Config {
-        let d = Config::default();
-        Config {
-            cors_allow_origin: get("XRAY_CORS_ALLOW_ORIGIN").filter(|s| !s.trim().is_empty()),
-            max_body_bytes: get("XRAY_MAX_BODY_BYTES")
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(d.max_body_bytes),
-            allowed_buckets: get("XRAY_ALLOWED_BUCKETS")
-                .map(|s| {
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|b| !b.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            max_object_bytes: get("XRAY_MAX_OBJECT_BYTES")
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(d.max_object_bytes),
-        }
-    }
-}
 
 /// The service: a classifier built once, settings, and optionally an object store.
 #[derive(Clone)]
 pub struct App {
     classifier: Classifier,
-    config: Arc<Config>,
+    config: Arc<HttpConfig>,
     store: Option<Arc<dyn ObjectStore>>,
     /// Classifications in flight at once, at most one per CPU. The work is CPU-bound, so more
     /// would not finish sooner; each would hold its own decoded film and malloc arena, and
@@ -104,7 +46,7 @@ enum ImageSource {
 
 impl App {
     /// A service without an object store (S3 references answer 503 if allowed at all).
-    pub fn new(classifier: Classifier, config: Config) -> App {
+    pub fn new(classifier: Classifier, config: HttpConfig) -> App {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         App {
             classifier,
@@ -121,7 +63,7 @@ impl App {
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &HttpConfig {
         &self.config
     }
 
@@ -139,6 +81,8 @@ impl App {
         let (result, label) = match (path.as_str(), &method) {
             ("/", &Method::GET | &Method::HEAD) => (Ok(html(PAGE)), None),
             ("/health", &Method::GET | &Method::HEAD) => (Ok(self.health()), None),
+            // Browsers ask for it on every page load; "no icon" is an answer, not a 404.
+            ("/favicon.ico", &Method::GET | &Method::HEAD) => (Ok(no_content()), None),
             ("/predict", &Method::POST) => match self.predict(req, &request_id, started).await {
                 Ok((resp, label)) => (Ok(resp), Some(label)),
                 Err(e) => (Err(e), None),
@@ -161,11 +105,38 @@ impl App {
                 None,
             ),
         };
-        let mut response = match result {
+        let response = match result {
             Ok(r) => r,
             Err(e) => error_response(&e, &path),
         };
-        self.add_common_headers(&mut response, &request_id);
+        self.finish(response, &request_id, &method, &path, label, started)
+    }
+
+    /// Answers `error` for a request that never reached [`App::handle`] (the local server
+    /// refuses a body over the limit while it arrives), with the same headers and log line.
+    pub fn reject(
+        &self,
+        error: &ApiError,
+        method: &Method,
+        path: &str,
+        started: Instant,
+    ) -> Response<Body> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let response = error_response(error, path);
+        self.finish(response, &request_id, method, path, None, started)
+    }
+
+    /// Adds the common headers and writes the one log line of a request.
+    fn finish(
+        &self,
+        mut response: Response<Body>,
+        request_id: &str,
+        method: &Method,
+        path: &str,
+        label: Option<&'static str>,
+        started: Instant,
+    ) -> Response<Body> {
+        self.add_common_headers(&mut response, request_id);
         let status = response.status().as_u16();
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         if status >= 500 {
@@ -198,14 +169,9 @@ impl App {
         let content_type = media_type(&req);
         let body = req.into_body();
         if body.len() > self.config.max_body_bytes {
-            return Err(ApiError::new(
-                413,
-                "payload_too_large",
-                format!(
-                    "the body is {} bytes, over the limit of {}; send large X-rays by S3 reference",
-                    body.len(),
-                    self.config.max_body_bytes
-                ),
+            return Err(ApiError::payload_too_large(
+                Some(body.len()),
+                self.config.max_body_bytes,
             ));
         }
         let source = parse_predict_body(content_type.as_deref(), body)?;
@@ -222,23 +188,17 @@ impl App {
             .await
             .map_err(|e| ApiError::new(500, "internal_error", format!("worker failed: {e}")))?
             .map_err(ApiError::from)?;
-        let timing_ms = TimingMs {
-            decode: prediction.timings.decode,
-            inference: prediction.timings.inference,
-            total: started.elapsed().as_secs_f64() * 1e3,
-        };
+        let answer = Answer::new(prediction, started.elapsed().as_secs_f64() * 1e3);
         tracing::debug!(
             request_id,
-            decode_ms = timing_ms.decode,
-            inference_ms = timing_ms.inference,
+            decode_ms = answer.timing_ms.decode,
+            inference_ms = answer.timing_ms.inference,
             "classified"
         );
-        let label = prediction.label.as_str();
+        let label = answer.prediction.label.as_str();
         let body = PredictResponse {
-            prediction,
-            timing_ms,
+            answer,
             request_id: request_id.to_string(),
-            disclaimer: crate::DISCLAIMER,
         };
         Ok((json_response(StatusCode::OK, &body), label))
     }
@@ -304,6 +264,12 @@ fn allowed(path: &str) -> &'static str {
         "/predict" => "POST, OPTIONS",
         _ => "GET, HEAD, OPTIONS",
     }
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
 }
 
 fn preflight(path: &str) -> Response<Body> {
@@ -390,7 +356,7 @@ fn parse_json_body(body: &Body) -> Result<ImageSource, ApiError> {
     match (req.image, req.s3) {
         (Some(image), None) => decode_image_field(&image).map(ImageSource::Inline),
         (None, Some(s3)) => {
-            let (bucket, key) = s3.parts()?;
+            let S3Ref { bucket, key } = S3Ref::from_value(&s3)?;
             Ok(ImageSource::S3 { bucket, key })
         }
         (Some(_), Some(_)) => Err(ApiError::bad_request(
@@ -530,17 +496,5 @@ mod tests {
             decode_image_field("@@@").expect_err("400").code,
             "bad_base64"
         );
-    }
-
-    #[test]
-    fn config_from_lookup() {
-        let c = Config::from_lookup(|k| match k {
-            "XRAY_ALLOWED_BUCKETS" => Some(" a, b ,,".into()),
-            "XRAY_MAX_BODY_BYTES" => Some("nonsense".into()),
-            _ => None,
-        });
-        assert_eq!(c.allowed_buckets, vec!["a", "b"]);
-        assert_eq!(c.max_body_bytes, LAMBDA_PAYLOAD_LIMIT);
-        assert_eq!(c.cors_allow_origin, None);
     }
 }

@@ -1,0 +1,7 @@
+//! The HTTP API: one router ([`App`]) for API Gateway on Lambda and for the [`local`] server,
+//! and the upload page it serves.
+
+pub mod local;
+mod routes;
+
+pub use routes::{App, PAGE};
