@@ -1,6 +1,6 @@
 """Benchmarks: the Rust service beside its baselines, in one run, as medians and ratios.
 
-    python3 bench/bench.py [--iterations 50] [--write-readme]
+    python3 bench/bench.py [--iterations 50] [--write-docs]
 
 Needs Python with numpy, pillow and onnxruntime (training/requirements.txt) for the
 baselines. It builds the release binaries, then measures on a fixture X-ray (512 px) and on
@@ -169,12 +169,12 @@ def http_server_figures(large, starts=10, requests=20):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=50)
-    ap.add_argument("--write-readme", action="store_true")
+    ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     ap.add_argument("--model", help="time this ONNX file (a candidate) instead of model/xray.onnx, through XRAY_MODEL_PATH")
     args = ap.parse_args()
     if args.model:
-        if args.write_readme:
-            ap.error("--model times a candidate; the README reports the committed model")
+        if args.write_docs:
+            ap.error("--model times a candidate; docs/performance.md reports the committed model")
         os.environ["XRAY_MODEL_PATH"] = os.path.abspath(args.model)
     n = args.iterations
 
@@ -241,13 +241,14 @@ def main():
     ]
     table = "\n".join(lines)
     print(table)
-    if args.write_readme:
-        readme = os.path.join(ROOT, "README.md")
-        text = open(readme).read()
+    if args.write_docs:
+        doc = os.path.join(ROOT, "docs", "performance.md")
+        text = open(doc).read()
         start, end = text.find("<!-- bench:start"), text.find("<!-- bench:end -->")
-        if start >= 0 and end >= 0:
-            block = "<!-- bench:start (written by bench/bench.py --write-readme) -->\n" + table + "\n"
-            open(readme, "w").write(text[:start] + block + text[end:])
+        if start < 0 or end < 0:
+            raise SystemExit(f"{doc} has no bench markers")
+        block = "<!-- bench:start (written by bench/bench.py --write-docs) -->\n" + table + "\n"
+        open(doc, "w").write(text[:start] + block + text[end:])
 
 
 def cpu_name():

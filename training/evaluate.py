@@ -174,7 +174,7 @@ def processing_probe(sess, x, p, is_covid, threshold, mean, std):
         "softened_mean_change_covid": float((soft - p)[is_covid].mean()),
         "softened_roc_auc": roc_auc(soft, is_covid),
         # CLAHE (8x8 tiles, clip 4), the other local-contrast processing of viewers and
-        # published pipelines; no training recipe denies it yet (session 10).
+        # published pipelines; no training recipe denied it before --clahe.
         "clahe_normal_called_covid": int(((local >= threshold) & ~was & ~is_covid).sum()),
         "clahe_mean_change_normal": float((local - p)[~is_covid].mean()),
         "clahe_roc_auc": roc_auc(local, is_covid),
@@ -613,7 +613,7 @@ def clahe_text(f, p_clahe):
     how = (
         f"Training gave {p_clahe:.0%} of the films of both classes a random CLAHE (`train.py --clahe`)."
         if p_clahe
-        else "No training recipe denies this yet\n(training/README.md): send films as the modality produced them."
+        else "No training recipe denies this yet\n(docs/research/3.x.md): send films as the modality produced them."
     )
     return f"""
 Given CLAHE instead (contrast-limited adaptive histogram equalisation, 8x8 tiles, clip 4,

@@ -1,7 +1,7 @@
 """How well a trained network's features still tell, within one label, which collection a film
 came from: what `train.py --source-adv` trains against, measured on films it never trained on.
 
-    .venv/bin/python training/probe_collections.py build/model-run25 [run ...]
+    .venv/bin/python training/probes/collections.py build/model-run25 [run ...]
 
 For each run folder (the `weights.pt` and `training.json` that train.py wrote), the validation
 films, as prepared, are passed through the network up to the 160 pooled features its linear
@@ -25,7 +25,10 @@ import os
 import numpy as np
 import torch
 
-from train import LABELS, XrayNet, balanced_accuracy, data_args, load_images, load_split, normalise, roc_auc
+import sys
+# The pipeline modules (train.py, evaluate.py) live one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from train import LABELS, XrayNet, balanced_accuracy, data_args, load_images, load_split, normalise, roc_auc  # noqa: E402
 
 FOLDS = 5
 SEED = 0

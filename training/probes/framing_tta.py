@@ -1,6 +1,6 @@
 """Would serving do better by averaging the model over several framings of each film?
 
-    .venv/bin/python training/probe_framing_tta.py model [build/model-run34 ...]
+    .venv/bin/python training/probes/framing_tta.py model [build/model-run34 ...]
 
 The model card shows that tighter framings of normal films read as COVID more often than the
 whole films. One remedy would cost nothing in training: serve the mean logit margin of the
@@ -17,8 +17,11 @@ import os
 
 import numpy as np
 
-from evaluate import CROPS_PER_FILM, load_x, open_model, run_batch
-from train import crop_path, data_args, roc_auc, validation_films
+import sys
+# The pipeline modules (train.py, evaluate.py) live one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evaluate import CROPS_PER_FILM, load_x, open_model, run_batch  # noqa: E402
+from train import crop_path, data_args, roc_auc, validation_films  # noqa: E402
 
 
 def margin(p):

@@ -1,6 +1,6 @@
 """Which validation films every given model gets wrong: the errors more of the same recipe won't fix.
 
-    .venv/bin/python training/probe_shared_errors.py model build/model-run30 build/model-run31 [--grid build/shared.png]
+    .venv/bin/python training/probes/shared_errors.py model build/model-run30 build/model-run31 [--grid build/shared.png]
 
 Each model is read at its own validation-chosen threshold. Films that independent draws of a
 recipe all get wrong are where averaging draws (an ensemble) cannot help, and where the
@@ -18,8 +18,11 @@ from collections import Counter
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evaluate import open_model, p_covid_of
-from train import data_args, validation_films
+import sys
+# The pipeline modules (train.py, evaluate.py) live one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evaluate import open_model, p_covid_of  # noqa: E402
+from train import data_args, validation_films  # noqa: E402
 
 
 def main():

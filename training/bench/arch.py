@@ -1,11 +1,11 @@
 """Candidate network shapes timed in tract and onnxruntime, one thread, random weights.
 
-    .venv/bin/python bench/arch.py [--iterations 300] [NAME...]
+    .venv/bin/python training/bench/arch.py [--iterations 300] [NAME...]
 
 Exports each candidate to build/arch/NAME.onnx with batch norm folded (eval mode), times it
 in onnxruntime here and in tract through `cargo run --release --example tract_time`, and
 prints both medians and their ratio. Accuracy is not measured: a shape worth training is one
-whose ratio meets issue 5's 1.5x floor at the same compute as the model it replaces.
+whose ratio meets a 1.5x floor at the same compute as the model it replaces.
 `model2` is model 2.x's network; `train.py` is the one training/train.py trains by default and
 `train.py:ARCH` the one `train.py --arch ARCH` trains (its `ARCHS`).
 `--int8` adds model/xray.onnx quantized by onnxruntime (static, per-channel int8 weights), as
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "training"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench import median_ms, ort_session  # noqa: E402
@@ -46,12 +46,12 @@ CANDIDATES = {
     # the same with 3x3 stride-2 convolutions instead of the pools
     "stem8-s2": [*cbr(1, 64, 8, 8, 0), *cbr(64, 96), *cbr(96, 128, 3, 2), *cbr(128, 128), *cbr(128, 128), *cbr(128, 192, 3, 2), *cbr(192, 192), *cbr(192, 192), *head(192)],
     # 8x8 stem, a 3x3 convolution at 24x24, 2x2 stride-2 convolutions instead of the pools
-    # (trained in session 4: validation AUC 0.987, model 2.1.0 0.992; not adopted)
+    # (trained as run 8: validation AUC 0.987, model 2.1.0 0.992; not adopted)
     "stem8-k2": [*cbr(1, 64, 8, 8, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), *cbr(128, 192, 2, 2, 0), *cbr(192, 192), *cbr(192, 192), *head(192)],
-    # train.py's `k2` (trained in session 6, with `k2pool`: `train.py:k2`, `train.py:k2pool`)
+    # train.py's `k2` (trained as runs 12-14, with `k2pool`: `train.py:k2`, `train.py:k2pool`)
     # with a 2x2 stride-2 convolution for the last max-pool too
     "stem4-k2-all": [*STEM4, *cbr(32, 64, 2, 2, 0), *cbr(64, 96), *cbr(96, 128, 2, 2, 0), *cbr(128, 128), *cbr(128, 128), *cbr(128, 160, 2, 2, 0), *cbr(160, 160), *head(160)],
-    # 8x8 stem straight to 12x12 (trained in session 4: validation AUC 0.980; not adopted)
+    # 8x8 stem straight to 12x12 (trained as run 7: validation AUC 0.980; not adopted)
     "stem8-to12": [*cbr(1, 48, 8, 8, 0), *cbr(48, 96, 3, 2), *cbr(96, 128), *cbr(128, 128), *cbr(128, 128), *cbr(128, 192, 3, 2), *cbr(192, 192), *cbr(192, 192), *head(192)],
 }
 

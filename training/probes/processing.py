@@ -1,6 +1,6 @@
 """How much a model's answer depends on how a hospital processed the film, not on the lungs.
 
-    .venv/bin/python training/probe_processing.py build/model-loso
+    .venv/bin/python training/probes/processing.py build/model-loso
 
 Films of the validation patients (and, for a leave-out probe, up to 80 films of each
 collection it never saw) are given a large-kernel unsharp mask or a softening
@@ -8,7 +8,7 @@ collection it never saw) are given a large-kernel unsharp mask or a softening
 low-quality JPEG round trip, each equalised again as `xray preprocess` would after a console
 had processed the film that way, and the mean P(covid) of each collection is printed for
 each. A model that reads lungs barely moves; run 20's recipe trained without
-Kermany and ieee8023 (session 9) called NIH normals COVID at mean P 0.65 once sharpened, 0.17
+Kermany and ieee8023 (leave-out probe L1) called NIH normals COVID at mean P 0.65 once sharpened, 0.17
 as they are; model 3.1.0 calls them COVID at mean P 0.59 under CLAHE (8x8 tiles, clip 4),
 3.2.0, trained against it (`train.py --clahe`), at 0.32.
 Only validation and unseen collections are read, never the test split.
@@ -22,8 +22,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evaluate import load_x, open_model, p_transformed
-from train import clahe, data_args, equalize, gaussian_blur, load_split, unsharp
+import sys
+import os
+# The pipeline modules (train.py, evaluate.py) live one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evaluate import load_x, open_model, p_transformed  # noqa: E402
+from train import clahe, data_args, equalize, gaussian_blur, load_split, unsharp  # noqa: E402
 
 
 def noisy(x, sigma, seed=0):

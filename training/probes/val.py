@@ -1,6 +1,6 @@
-"""The validation-split figures the adoption rules in training/adoption-log.md are written in.
+"""The validation-split figures the adoption rules in docs/research/adoption-log.md are written in.
 
-    .venv/bin/python training/probe_val.py build/model-run10 [model ...]
+    .venv/bin/python training/probes/val.py build/model-run10 [model ...]
 
 For each model folder (an `xray.onnx` and the `training.json` that train.py wrote beside it):
 validation ROC-AUC and balanced accuracy through onnxruntime, the central-80% field-of-view probe (labels flipped),
@@ -14,8 +14,12 @@ validation split, so candidates can be compared before the test split is read.
 import argparse
 import json
 
-from evaluate import field_of_view_probe, framing_probe, load_x, open_model, p_covid_of, processing_probe
-from train import balanced_accuracy, data_args, roc_auc, validation_films
+import sys
+import os
+# The pipeline modules (train.py, evaluate.py) live one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evaluate import field_of_view_probe, framing_probe, load_x, open_model, p_covid_of, processing_probe  # noqa: E402
+from train import balanced_accuracy, data_args, roc_auc, validation_films  # noqa: E402
 
 
 def main():

@@ -1,7 +1,7 @@
 """How a model does on collections it never saw: the nearest the pool comes to another hospital.
 
     .venv/bin/python training/train.py --out build/model-loso --leave-out kermany-normal ieee8023-covid
-    .venv/bin/python training/probe_sources.py build/model-loso
+    .venv/bin/python training/probes/sources.py build/model-loso
 
 train.py's `--leave-out` keeps whole collections out of training and validation. This prints,
 for each left-out collection, every one of its films classified by that model (accuracy at the
@@ -16,8 +16,12 @@ import json
 
 import numpy as np
 
-from evaluate import metrics, open_model, p_covid_of
-from train import data_args, load_split
+import sys
+import os
+# The pipeline modules (train.py, evaluate.py) live one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evaluate import metrics, open_model, p_covid_of  # noqa: E402
+from train import data_args, load_split  # noqa: E402
 
 
 def main():

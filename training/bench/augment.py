@@ -1,6 +1,6 @@
 """Benchmark and check the training augmentation against its straightforward form.
 
-Session 14 made three steps of the augmentation cheaper without changing one bit of their
+Three steps of the augmentation are written for speed without changing one bit of their
 output, so that the committed training command still reproduces model/xray.onnx:
 - `affine_grid`: three multiply-adds per position instead of `F.affine_grid`'s batched
   matrix product;
@@ -13,7 +13,7 @@ order, and reports the time of each part per epoch and whether every batch is bi
 equal. It exits non-zero if any batch differs. Bit-equality holds on the CPU and PyTorch
 build where it was checked (AMD EPYC, torch in requirements.txt); elsewhere, run this first.
 
-    .venv/bin/python training/bench_augment.py --epochs 3
+    .venv/bin/python training/bench/augment.py --epochs 3
 """
 
 import argparse
@@ -23,7 +23,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-import train as T
+import os
+# The pipeline modules (train.py, evaluate.py) live one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train as T  # noqa: E402
 
 
 def straightforward_affine_grid(theta, s):

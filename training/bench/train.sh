@@ -2,7 +2,7 @@
 # Time the training loop of this checkout against a baseline commit, on the same machine in
 # the same hour: short runs of each, alternating, so a slow spell of a shared machine hits both.
 #
-#   bash training/bench_train.sh BASE_COMMIT [EPOCHS] [ROUNDS]
+#   bash training/bench/train.sh BASE_COMMIT [EPOCHS] [ROUNDS]
 #
 # Each run is `train.py --epochs EPOCHS` (default 10) with its own defaults; its time is the
 # last epoch's elapsed seconds (training and validation, not the export). A run of fewer epochs
@@ -10,8 +10,8 @@
 # --epochs. Prints each run's seconds and the ratio of the sums (this checkout / baseline).
 # Needs the venv, build/pre (training/README.md, steps 0-2) and the pool (DATA=...).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-base=${1:?usage: bash training/bench_train.sh BASE_COMMIT [EPOCHS] [ROUNDS]}
+cd "$(dirname "$0")/../.."
+base=${1:?usage: bash training/bench/train.sh BASE_COMMIT [EPOCHS] [ROUNDS]}
 epochs=${2:-10}
 rounds=${3:-2}
 DATA=${DATA:-../shared/data/cxr}
