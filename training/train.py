@@ -10,7 +10,6 @@ is read once, at the end, through onnxruntime on the exported file, by evaluate.
     python training/train.py --pre build/pre --data ../shared/data/cxr --out model
 """
 import argparse
-import copy
 import csv
 import functools
 import json
@@ -27,9 +26,8 @@ import torch.nn.functional as F
 from onnx import helper
 from PIL import Image
 
-# Models 3.x's seed of initialisation, batch order and augmentation: run 20 of
-# training/adoption-log.md, one of two fresh seeds its rule was written for (3.1.0, run 22,
-# is the same recipe and seed with `--process 0.5`; 3.2.0, run 25, adds `--clahe 0.5`).
+# Models 3.x's seed of initialisation, batch order and augmentation: one of two fresh seeds
+# their adoption rule was written for (docs/research/3.x.md).
 MODEL_SEED = 3
 LABELS = ["covid", "normal"]  # index 0 = covid: the ONNX output is [p_covid, p_normal]
 
@@ -105,25 +103,6 @@ def frame(x_u8, crops, y, p_crop, gen):
     return x_u8
 
 
-def consistency_loss(net, xb, crops, y, class_weight, weight, mean, std, gen):
-    """Cross-entropy on each film and on one of its tighter framings, plus `weight` times the
-    squared difference of their logit margins.
-
-    Class-blind, unlike `frame`: both classes are shown tight and whole, and the network is
-    asked to say the same of both framings of one film. The pool ties the field of view to
-    the label (tight COVID crops, whole NIH films); class-conditional cropping only moves that
-    tie (always cropping normals taught "tight means normal", run 11), while this asks for
-    an answer that does not depend on framing at all.
-    """
-    which = torch.randint(0, crops.shape[1], (len(y),), generator=gen)
-    tight = normalise(augment(crops[torch.arange(len(y)), which], gen), mean, std)
-    logits = net(torch.cat([xb, tight]))
-    loss = F.cross_entropy(logits, torch.cat([y, y]), weight=class_weight)
-    margin = logits[:, 0] - logits[:, 1]
-    n = len(y)
-    return loss + weight * (margin[:n] - margin[n:]).pow(2).mean()
-
-
 def conv_bn(cin, cout, stride=1):
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -131,7 +110,7 @@ def conv_bn(cin, cout, stride=1):
 def downsample_conv(cin, cout):
     """A learned 2x2 stride-2 downsampling: each output reads its own 2x2 patch, so tract's
     im2col is a cheap gather where a 3x3 convolution and a max-pool at 48x48 were its slowest
-    stage (`bench/arch.py`)."""
+    stage (`training/bench/arch.py`)."""
     return [nn.Conv2d(cin, cout, 2, stride=2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
@@ -152,7 +131,7 @@ ARCHS = {
     ],
     # No 3x3 convolution at 48x48: 2x2 stride-2 convolutions down to 24 and to 12, one more
     # 3x3 convolution at 12x12, the last max-pool kept. ~94 MMAC; tract 1.7x onnxruntime
-    # where "pool" is 2.0-2.2x (`bench/arch.py train.py:k2 model2`).
+    # where "pool" is 2.0-2.2x (`training/bench/arch.py train.py:k2 model2`).
     "k2": lambda: [
         *stem(),  # 48
         *downsample_conv(32, 64),  # 24
@@ -163,7 +142,7 @@ ARCHS = {
         *conv_bn(128, 160),
     ],
     # Model 3.x: "k2" with the 24x24 max-pool back; only the 48x48 convolution and max-pool are replaced.
-    # ~82 MMAC; tract 1.8-1.9x onnxruntime (`bench/arch.py train.py:k2pool`).
+    # ~82 MMAC; tract 1.8-1.9x onnxruntime (`training/bench/arch.py train.py:k2pool`).
     "k2pool": lambda: [
         *stem(),  # 48
         *downsample_conv(32, 64),  # 24
@@ -185,209 +164,40 @@ class XrayNet(nn.Module):
       depthwise convolutions were measured 4.6x slower in tract.
     - The 48x48 stage is where tract trails onnxruntime most (about 2x, and its max-pool
       10x). Networks with an 8x8 stem and no 48x48 stage come within 1.4-1.6x
-      (`bench/arch.py`), but the two trained in session 4 reached validation AUC 0.980 and
+      (`training/bench/arch.py`), but the two trained reached validation AUC 0.980 and
       0.987 against this network's 0.992. `k2pool` and `k2` keep the 4x4 stem and replace
       the 48x48 stage with 2x2 stride-2 convolutions: within 2x in tract. Alone, they read
       tighter framings of normal films as COVID more often than `pool`; with the normal
       films shown tighter half of the time (`--crop-normal 0.5`) they read them so half as
-      often, and `k2pool` so trained is model 3.0.0 (training/adoption-log.md, run 20).
+      often, and `k2pool` so trained is model 3.0.0 (docs/research/3.x.md).
     About 0.5M parameters, 2.0 MB as float32, ~101 MMAC per image (`pool`), ~82 (`k2pool`).
     """
 
-    def __init__(self, arch="pool", mixstyle=0.0):
+    def __init__(self, arch="pool"):
         super().__init__()
         self.features = nn.Sequential(*ARCHS[arch]())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(160, 2))
-        # Training only (`--mixstyle`): no parameters, nothing exported.
-        self.mixstyle = mixstyle
-
-    def embed(self, x):
-        """The 160 pooled features the linear head reads (what `SourceAdversary` reads too)."""
-        return self.head[1](self.head[0](self.features(x)))
-
-    def classify(self, features):
-        return self.head[3](self.head[2](features))
 
     def forward(self, x):
-        if self.training and self.mixstyle > 0:
-            # After the first two ReLUs (the stem's and the first downsampling's): the early
-            # feature maps, whose channel statistics carry a film's "style".
-            for i, layer in enumerate(self.features):
-                x = layer(x)
-                if i in (2, 5) and torch.rand(()) < self.mixstyle:
-                    x = mix_style(x)
-            return self.head(x)
-        # The same modules as `classify(embed(x))`, called through `head` so that the ONNX
-        # export names its nodes as models up to 3.2.0 did (`/net/head.0/...`): retrained, the
-        # committed recipe writes the committed file byte for byte.
+        # Called through `head`, so the ONNX export names its nodes `/net/head.0/...` as
+        # every model since 2.0.0 did: retrained, the committed recipe writes the committed
+        # file byte for byte.
         return self.head(self.features(x))
 
 
-def mix_style(x, alpha=0.1, eps=1e-6):
-    """MixStyle (Zhou et al., ICLR 2021): each film's feature maps keep their content and take
-    a mix of their own channel statistics (mean and standard deviation over space) and those of
-    another film of the batch, drawn at random, with weights from Beta(alpha, alpha), so mostly
-    all of one or the other. Collection and console are written in such statistics, so the
-    network is asked for an answer that survives another film's "style" (`--mixstyle`)."""
-    b = x.shape[0]
-    mu = x.mean((2, 3), keepdim=True).detach()
-    sig = (x.var((2, 3), keepdim=True) + eps).sqrt().detach()
-    lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1))
-    perm = torch.randperm(b)
-    mu_mix = lam * mu + (1 - lam) * mu[perm]
-    sig_mix = lam * sig + (1 - lam) * sig[perm]
-    return (x - mu) / sig * sig_mix + mu_mix
-
-
-class GradReverse(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by `-coeff` (Ganin & Lempitsky 2015)."""
-
-    @staticmethod
-    def forward(ctx, x, coeff):
-        ctx.coeff = coeff
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.coeff * grad, None
-
-
-def mmd_within_labels(features, idx, y, index, labels_with_two):
-    """Squared MMD (Gaussian kernel, bandwidth the median pairwise distance, so shrinking the
-    features cannot lower it) between the two collections of each label in the batch, summed
-    over labels weighted by their share of the batch (`--source-mmd`). `index` is each training
-    film's collection within its label (`SourceAdversary.index`). Unlike a head, a distance
-    between distributions cannot be fooled by features that merely move."""
-    total = features.new_zeros(())
-    for label in labels_with_two:
-        mine = y == LABELS.index(label)
-        f, c = features[mine], index[idx][mine]
-        ia, ib = c == 0, c == 1
-        if ia.sum() < 2 or ib.sum() < 2:
-            continue
-        d = torch.cdist(f, f).pow(2)
-        dd = d.detach()
-        bandwidth = dd[dd > 0].median().clamp_min(1e-6)
-        k = torch.exp(-d / bandwidth)
-        mmd = k[ia][:, ia].mean() + k[ib][:, ib].mean() - 2 * k[ia][:, ib].mean()
-        total = total + mmd * mine.float().mean()
-    return total
-
-
-class SourceAdversary(nn.Module):
-    """Heads that tell, within one label, which collection a film came from, trained through a
-    gradient reversal so the network's features lose what tells them apart (`--source-adv`).
-
-    Every collection of the pool holds one label, so "which collection" and "which label"
-    cannot be told apart across labels: a head predicting the collection outright would fight
-    the classifier. Within a label they can: NIH adults against Kermany children among the
-    normals, COVID-CXNet against ieee8023 among the COVID films. Features that cannot tell NIH
-    from Kermany cannot say "normal" by "looks like an NIH film"; they must use what both
-    collections' normal chests share. A label whose training films come from one collection
-    (a `--leave-out` probe) gets no head.
-    """
-
-    def __init__(self, rows, width=160):
-        super().__init__()
-        self.sources = {label: sorted({r["source"] for r in rows if r["label"] == label}) for label in LABELS}
-        self.heads = nn.ModuleDict(
-            {
-                label: nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, len(srcs)))
-                for label, srcs in self.sources.items()
-                if len(srcs) > 1
-            }
-        )
-        # Each film's collection, as an index among its label's collections.
-        self.register_buffer("index", torch.tensor([self.sources[r["label"]].index(r["source"]) for r in rows]))
-        # Within a label, each collection weighs the same, whatever its size.
-        self.weights = {}
-        for label in self.heads:
-            mine = self.index[torch.tensor([r["label"] == label for r in rows])]
-            counts = torch.bincount(mine, minlength=len(self.sources[label])).float()
-            self.weights[label] = counts.sum() / (len(counts) * counts)
-
-    def loss(self, features, idx, y, coeff):
-        """Cross-entropy of every head on its label's films in the batch (films `idx` of the
-        rows, labels `y`), with the gradient into `features` reversed and scaled by `coeff`.
-        Returns the loss and the number of films whose collection the heads got right."""
-        reversed_ = GradReverse.apply(features, coeff)
-        total, right = features.new_zeros(()), 0
-        for label, head in self.heads.items():
-            mine = y == LABELS.index(label)
-            if mine.sum() == 0:
-                continue
-            logits = head(reversed_[mine])
-            target = self.index[idx][mine]
-            total = total + F.cross_entropy(logits, target, weight=self.weights[label]) * mine.float().mean()
-            right += int((logits.argmax(1) == target).sum())
-        return total, right
-
-
-class Ensemble(nn.Module):
-    """The mean logits of networks trained alike from different seeds (`train.py --ensemble`).
-
-    The mean of the logits is the mean of the logit margins that `Calibrated` scales, so the
-    ensemble is calibrated, thresholded and exported exactly like one network.
-    """
-
-    def __init__(self, nets):
-        super().__init__()
-        self.nets = nn.ModuleList(nets)
-
-    def forward(self, x):
-        return torch.stack([net(x) for net in self.nets]).mean(dim=0)
-
-
-# What every member of an ensemble must share, and what the ensemble's training.json copies
-# from them: the recipe. Seeds, best epochs and times differ and are listed per member.
-RECIPE = ("arch", "epochs", "batch", "lr", "optimizer", "loss", "framing_crops", "framing_consistency", "amplitude_mix", "hospital_processing", "hospital_clahe", "source_adversary", "source_mmd", "mixstyle", "label_smoothing", "mixup", "ema_decay", "candidates_from_epoch", "left_out_sources", "threads", "torch")
-
-
 def optimizer_name(weight_decay):
-    """training.json's `optimizer`, spelt as runs before `--weight-decay` spelt the default, so
-    that `--ensemble` still joins them with newer runs of the same recipe."""
+    """training.json's `optimizer`: the default decay spelt `5e-4`, as every model's card has it."""
     decay = "5e-4" if weight_decay == 5e-4 else f"{weight_decay:g}"
     return f"AdamW (weight decay {decay}), one-cycle schedule"
-
-
-def load_members(folders):
-    """The finished runs in `folders` as one `Ensemble`, and their training.json files."""
-    members = [json.load(open(os.path.join(f, "training.json"))) for f in folders]
-    for key in RECIPE:
-        values = {json.dumps(m.get(key), sort_keys=True) for m in members}
-        if len(values) > 1:
-            raise SystemExit(f"--ensemble: the runs differ in {key!r}: {sorted(values)}")
-    nets = []
-    for folder, member in zip(folders, members):
-        net = XrayNet(member["arch"])
-        net.load_state_dict(torch.load(os.path.join(folder, "weights.pt")))
-        nets.append(net)
-    return Ensemble(nets), members
-
-
-def mirror_matrix(s):
-    """The s x s anti-identity: `x @ mirror_matrix(s)` flips the last axis.
-
-    A MatMul exports to ONNX ops that every runtime handles, where a negative-step Slice
-    might not.
-    """
-    return torch.flip(torch.eye(s), dims=[1])
-
-
-def flip_tta_logits(net, x):
-    """Mean logits of the image and its mirror image."""
-    mirrored = x @ mirror_matrix(x.shape[-1])
-    return (net(x) + net(mirrored)) / 2
 
 
 def split_max_pools(path):
     """Rewrite the ONNX file at `path` so that each 2x2 stride-2 max-pool is a 2x1 pool over rows
     followed by a 1x2 pool over columns: the same maxima, bit for bit, as max is exact. tract
     0.23 runs the pair about 4x faster than the square pool (0.06 against 0.24 ms of a 1.3 ms
-    inference on the AVX-512 EPYC of session 15), onnxruntime at the same speed, so the ratio
-    issue 2 rules on falls from 2.0 to about 1.7 there. Only the pool nodes change, and onnx saves
-    an unchanged graph to the bytes torch wrote, so on the machine of runs 25-29 the committed
-    command writes `model/xray.onnx` (3.2.1) exactly."""
+    inference on an AVX-512 EPYC), onnxruntime at the same speed, so tract's ratio to
+    onnxruntime falls from 2.0 to about 1.7 there (docs/performance.md). Only the pool nodes
+    change, and onnx saves an unchanged graph to the bytes torch wrote."""
     model = onnx.load(path)
     nodes = []
     for node in model.graph.node:
@@ -411,24 +221,16 @@ class Calibrated(nn.Module):
     Platt scaling: `a` undoes over-confidence (as a temperature `1/a` would) and `b` undoes
     the shift the class-weighted loss gives the logits. It is written as a softmax over
     `[a * l_covid + b/2, a * l_normal - b/2]`, whose first entry is exactly that sigmoid.
-    With `tta`, the logits are the mean over the image and its mirror image.
     """
 
-    def __init__(self, net, scale, bias, tta, size):
+    def __init__(self, net, scale, bias):
         super().__init__()
         self.net = net
-        self.tta = tta
         self.register_buffer("scale", torch.tensor(scale))
         self.register_buffer("shift", torch.tensor([bias / 2, -bias / 2]))
-        self.register_buffer("mirror", mirror_matrix(size))
 
     def forward(self, image):
-        if self.tta:
-            both = torch.cat([image, image @ self.mirror], dim=0)
-            logits = self.net(both).mean(dim=0, keepdim=True)
-        else:
-            logits = self.net(image)
-        return torch.softmax(logits * self.scale + self.shift, dim=1)
+        return torch.softmax(self.net(image) * self.scale + self.shift, dim=1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -441,7 +243,7 @@ def identity_grid(s):
 def affine_grid(theta, s):
     """`F.affine_grid(theta, [B, 1, S, S], align_corners=False)` in half its time: three
     multiply-adds per position instead of a batched matrix product, bit for bit the same on
-    this project's training machine (training/bench_augment.py checks it)."""
+    this project's training machine (training/bench/augment.py checks it)."""
     gx, gy = identity_grid(s)
     t = theta.reshape(-1, 6, 1, 1)
     return torch.stack([gx * t[:, 0] + gy * t[:, 1] + t[:, 2], gx * t[:, 3] + gy * t[:, 4] + t[:, 5]], -1)
@@ -605,7 +407,7 @@ def process_like_another_hospital(x_u8, p, gen):
     The pool's adult normals are all NIH films, soft and low in local contrast; its COVID films
     come from hospitals and publications that enhance local contrast. Model 3.0.0 called NIH
     validation normals COVID at mean P 0.66 once given a sigma-8 unsharp mask (0.15 as they
-    are: training/probe_processing.py); 3.1.0, trained with this at p = 0.5, at 0.31. Processing both classes at random denies that
+    are: training/probes/processing.py); 3.1.0, trained with this at p = 0.5, at 0.31. Processing both classes at random denies that
     cue; contrast *between* lung and the rest of the film, which opacities change, survives.
     """
     if p <= 0:
@@ -627,7 +429,7 @@ def clahe_like_another_hospital(x_u8, p, gen):
 
     CLAHE is the other local-contrast processing consoles and viewers apply. On model 3.1.0,
     NIH validation normals went from mean P(covid) 0.17 to 0.59 under CLAHE with 8x8 tiles
-    and clip 4 (training/probe_processing.py, session 10): `--process` alone does not deny it.
+    and clip 4 (training/probes/processing.py): `--process` alone does not deny it.
     3.2.0, trained with this at p = 0.5, keeps them at 0.32 (0.18 as they are), and calls 9 of
     104 validation normals COVID under it instead of 53.
     """
@@ -648,110 +450,14 @@ def clahe_like_another_hospital(x_u8, p, gen):
     return x
 
 
-def amplitude_mix(x, y, p, gen):
-    """Give a fraction `p` of an augmented batch [B,1,S,S] in [0,1] the fine texture of a film
-    of the other class: part of its Fourier amplitude spectrum above 0.05 cycles per pixel,
-    keeping the film's own phase (after FACT's amplitude mix, Xu et al., CVPR 2021).
-
-    Histogram equalisation leaves every film with the same intensity histogram, so what still
-    tells one collection from another at the network's input is texture: sharpness, grain,
-    compression and resampling, which live in the high-frequency amplitudes, while the anatomy
-    lives mostly in the phase. Every adult normal of the pool comes from NIH and every COVID
-    film from COVID collections, so texture names the class. Each chosen film is paired with a
-    random film of the other class in the batch; at frequency f its amplitude becomes
-    `(1 - lam * w) * own + lam * w * other`, lam uniform in [0, 1) and w rising from 0 at 0.05
-    to 1 at 0.15 cycles per pixel. Low frequencies stay the film's own, because mixing them
-    paints the other film's haze in, which is what COVID opacities look like.
-    """
-    if p <= 0:
-        return x  # before drawing from `gen`, so runs without it stay as they were
-    b, s = x.shape[0], x.shape[-1]
-    chosen = (torch.rand(b, generator=gen) < p).nonzero().flatten()
-    if len(chosen) == 0:
-        return x
-    partner = torch.empty(b, dtype=torch.long)
-    for c in (0, 1):
-        mine, others = (y == c).nonzero().flatten(), (y != c).nonzero().flatten()
-        if len(others) == 0:
-            others = mine  # a one-class batch: mix within the class
-        if len(mine):
-            partner[mine] = others[torch.randint(0, len(others), (len(mine),), generator=gen)]
-    f = torch.fft.fftfreq(s)
-    radius = torch.sqrt(f.view(-1, 1) ** 2 + f.view(1, -1) ** 2)
-    w = ((radius - 0.05) / 0.10).clamp(0, 1) * torch.rand(len(chosen), generator=gen).view(-1, 1, 1, 1)
-    own = torch.fft.fft2(x[chosen])
-    amp = (1 - w) * own.abs() + w * torch.fft.fft2(x[partner[chosen]]).abs()
-    x = x.clone()
-    x[chosen] = torch.fft.ifft2(torch.polar(amp, own.angle())).real.clamp(0, 1)
-    return x
-
-
-def mixup(xb, y, alpha, rng):
-    """Mixup (Zhang et al., ICLR 2018) of a normalised batch: every film becomes
-    `lam * itself + (1 - lam) * a random other film of the batch`, one lam ~ Beta(alpha, alpha)
-    per batch, and the loss takes both labels with the same weights (`mixup_loss`).
-
-    Mixup was shown to keep networks from memorising corrupted labels, and a few of the pool's
-    labels look wrong (adoption-log.md, the 11 shared validation errors). Its draws come from
-    `rng`, a generator of its own, so a run with mixup sees the very films, framings and
-    augmentations of the run without it, seed for seed; only the mixing differs.
-    Returns the mixed batch, the partner labels and lam."""
-    lam = float(rng.beta(alpha, alpha))
-    perm = torch.from_numpy(rng.permutation(xb.shape[0]))
-    return lam * xb + (1 - lam) * xb[perm], y[perm], lam
-
-
-def mixup_loss(logits, y, y_partner, lam, class_weight):
-    return lam * F.cross_entropy(logits, y, weight=class_weight) + (1 - lam) * F.cross_entropy(logits, y_partner, weight=class_weight)
-
-
 def normalise(x01, mean, std):
     return (x01 - mean) / std
 
 
 @torch.no_grad()
-def recalibrate_bn(net, x_u8, mean, std, batch=64):
-    """Re-estimate batch-norm statistics on un-augmented training images.
-
-    Training statistics come from augmented batches; inference sees clean films. Averaging
-    the statistics over the clean training set removes that mismatch (training data only).
-    """
-    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    net.train()
-    for i in range(0, len(x_u8), batch):
-        net.features(normalise(x_u8[i : i + batch].float() / 255.0, mean, std))
-    for m, momentum in zip(bns, momenta):
-        m.momentum = momentum
+def predict_logits(net, x_u8, mean, std, batch=128):
     net.eval()
-
-
-@torch.no_grad()
-def predict_logits(net, x_u8, mean, std, batch=128, tta=False):
-    net.eval()
-    out = []
-    for i in range(0, len(x_u8), batch):
-        x = normalise(x_u8[i : i + batch].float() / 255.0, mean, std)
-        out.append(flip_tta_logits(net, x) if tta else net(x))
-    return torch.cat(out)
-
-
-class Ema:
-    """Exponential moving average of the weights; evaluation and export use the average."""
-
-    def __init__(self, net, decay):
-        self.decay = decay
-        self.shadow = copy.deepcopy(net)
-        for p in self.shadow.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, net):
-        for e, p in zip(self.shadow.parameters(), net.parameters()):
-            e.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+    return torch.cat([net(normalise(x_u8[i : i + batch].float() / 255.0, mean, std)) for i in range(0, len(x_u8), batch)])
 
 
 def roc_auc(p_pos, y_pos):
@@ -825,291 +531,150 @@ def choose_threshold(p_covid, is_covid):
     return float((t + below.max()) / 2) if len(below) and t != 0.5 else float(t)
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data_args(ap)
-    ap.add_argument("--out", default="model")
+    ap.add_argument("--out", default="model", help="folder for xray.onnx, weights.pt and training.json")
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
     ap.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW's decoupled weight decay")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument(
-        "--ema-from",
-        type=float,
-        # In runs 20-27 the live weights won every time; re-measuring and validating the
-        # average cost a fifth of each epoch (session 13), and without it the committed recipe
-        # trains inside issue 2's 40 minutes on the AMD EPYC, picking the same weights.
-        default=1.0,
-        help="the weight average is a candidate (re-measured and validated) only after this fraction of the epochs; 1 (the default): never, the live weights of the best epoch are exported",
-    )
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (the shipped model trains on 2)")
     ap.add_argument(
         "--select-from",
         type=float,
-        # Over runs 20-28 (200 epochs, one-cycle) the chosen epoch was 134-171 and the best of
-        # the first half trailed it by 0.005-0.015 of validation AUC, and validating the first
-        # half cost about 90 s of a run that must fit in issue 2's 40 minutes (session 14).
+        # The chosen epoch of a 200-epoch one-cycle run falls in its second half, and the best of
+        # the first half trails it by 0.005-0.015 of validation AUC; validating the first half
+        # would cost about 90 s of the training budget.
         default=0.5,
         help="only epochs after this fraction of the epochs are validated and can be chosen (earlier epochs record their training loss only); 0: every epoch",
     )
-    # Model 3.0.0 shows a normal training film as one of its tighter framings half of the time:
-    # the pool's COVID films are mostly tight crops and its normals whole films, and with
-    # k2pool this halves how often tighter framings of normals read as COVID (adoption-log.md).
+    # The pool's COVID films are mostly tight crops and its normals whole films: showing a
+    # normal film as one of its tighter framings half of the time loosens that tie.
     ap.add_argument("--crops", type=int, default=4, help="tighter framings per film written by `xray preprocess --crops`")
     ap.add_argument("--crop-normal", type=float, default=0.5, help="probability a normal training film is shown as one of its tighter framings")
     ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
     ap.add_argument(
-        "--consistency",
-        type=float,
-        default=0.0,
-        help="weight of the framing-consistency loss: every film is also shown as one of its tighter framings, and the squared difference of the two logit margins is penalised (halves the films per step)",
-    )
-    ap.add_argument(
-        "--amp-mix",
-        type=float,
-        default=0.0,
-        help="fraction of training films given part of another class's Fourier amplitude spectrum (texture), phase kept: amplitude_mix",
-    )
-    ap.add_argument(
         "--process",
         type=float,
-        # Model 3.1.0 (run 22): NIH normals sharpened like a console's output went from 46 to
-        # 11 of 104 validation films called COVID (adoption-log.md, session 9).
         default=0.5,
         help="fraction of training films given a random large-kernel unsharp mask or softening, then equalised again: process_like_another_hospital",
     )
     ap.add_argument(
         "--clahe",
         type=float,
-        # Model 3.2.0 (run 25): validation normals given CLAHE (8x8 tiles, clip 4) called
-        # COVID went from 53 to 9 of 104 (adoption-log.md, session 11).
         default=0.5,
         help="fraction of training films given a random contrast-limited adaptive histogram equalisation, then equalised again: clahe_like_another_hospital",
-    )
-    ap.add_argument(
-        "--source-adv",
-        type=float,
-        default=0.0,
-        help="weight of the within-label collection adversary (SourceAdversary): heads tell NIH from Kermany and CXNet from ieee8023 through a gradient reversal ramped up over training",
-    )
-    ap.add_argument(
-        "--source-mmd",
-        type=float,
-        default=0.0,
-        help="weight of the within-label collection distance (mmd_within_labels): the pooled features of NIH and Kermany films, and of CXNet and ieee8023 films, pulled together",
-    )
-    ap.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=0.0,
-        help="cross-entropy label smoothing in training (validation loss stays plain): each film's target keeps 1 - E/2 on its label, for labels some of which are wrong",
-    )
-    ap.add_argument(
-        "--mixup",
-        type=float,
-        default=0.0,
-        help="alpha of mixup in training (mixup): each batch is blended with a shuffled copy of itself, lam ~ Beta(alpha, alpha), and the loss takes both labels; 0: off",
-    )
-    ap.add_argument(
-        "--mixstyle",
-        type=float,
-        default=0.0,
-        help="probability, per batch and per layer, of MixStyle after the first two ReLUs (mix_style): films swap their early feature statistics",
     )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
-    ap.add_argument("--tta", action="store_true", help="export mirror-image averaging (2x inference time)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
-    ap.add_argument(
-        "--ensemble",
-        nargs="+",
-        metavar="RUN",
-        help="skip training: export the mean logits of these finished runs (folders train.py wrote, same recipe, different seeds), calibrated and thresholded on validation",
-    )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if not 0 <= args.select_from < 1:
+        ap.error("--select-from must be at least 0 and below 1: the last epoch is always a candidate")
+    return args
 
-    seed_everything(args.seed)
-    torch.set_num_threads(args.threads)
+
+def load_data(args):
+    """The films of each split as uint8 tensors, their labels, the tighter framings of the
+    training films when the recipe shows them, and the normalisation `xray preprocess` wrote."""
     params = json.load(open(os.path.join(args.pre, "preprocess.json")))
-    mean, std = params["mean"], params["std"]
     splits = load_split(args.data, args.pre, args.split)
     if args.leave_out:
         # Whole collections kept out of training and validation, to see how the model does on
-        # a collection it never saw (training/probe_sources.py): the nearest thing the pool has
-        # to X-rays from another hospital. Such a model is a probe, never the committed one.
+        # a collection it never saw: the nearest thing the pool has to X-rays from another
+        # hospital. Such a model is a probe, never the committed one.
         splits = {k: [r for r in rs if r["source"] not in args.leave_out] for k, rs in splits.items()}
     xtr, ytr = load_images(splits["train"])
     xva, yva = load_images(splits["val"])
-    trains = not (args.export_only or args.ensemble)
-    use_crops = args.crops and max(args.crop_normal, args.crop_covid, args.consistency) > 0 and trains
+    use_crops = args.crops and max(args.crop_normal, args.crop_covid) > 0 and not args.export_only
     crops = load_crops(splits["train"], args.pre, args.crops) if use_crops else None
-    p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
+    return {"params": params, "splits": splits, "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva, "crops": crops}
 
-    is_covid = (yva == 0).numpy()
-    if args.export_only:
-        # Calibrate, pick the threshold and export again from the weights a finished run
-        # saved; the training loop is deterministic, so this equals a full rerun. Network and
-        # seed are the run's own (training.json before --arch has none: the "pool" network).
-        previous = json.load(open(os.path.join(args.out, "training.json")))
-        if "ensemble" in previous:
-            raise SystemExit(f"{args.out} holds an ensemble: export it again with --ensemble and its runs")
-        args.arch, args.seed = previous.get("arch", "pool"), previous["seed"]
-    members = None
-    if args.ensemble:
-        # Nothing trains: the members' saved weights, in one network that averages their logits.
-        net, members = load_members(args.ensemble)
-        state = net.state_dict()
-        best_epoch = [m["best_epoch"] for m in members]
-        best_weights = [m["best_weights"] for m in members]
-        history = []
-        started = time.time() - sum(m["seconds"] for m in members)
-        how_trained = {}
-    elif args.export_only:
-        net = XrayNet(args.arch)
-        state = torch.load(os.path.join(args.out, "weights.pt"))
-        best_epoch, best_weights, history = previous["best_epoch"], previous["best_weights"], previous["history"]
-        started = time.time() - previous["seconds"]
-        how_trained = {k: previous[k] for k in ("ema_candidates_from_epoch", "candidates_from_epoch", "memory_format") if k in previous}
-    else:
-        if not 0 <= args.select_from < 1:
-            raise SystemExit("--select-from must be at least 0 and below 1: the last epoch is always a candidate")
-        if args.mixstyle > 0 and (args.source_adv > 0 or args.source_mmd > 0):
-            raise SystemExit("--mixstyle does not combine with --source-adv or --source-mmd, which read the features unmixed")
-        if args.label_smoothing > 0 and args.consistency > 0:
-            raise SystemExit("--label-smoothing does not reach the --consistency loss")
-        if args.mixup > 0 and (args.consistency > 0 or args.source_adv > 0 or args.source_mmd > 0 or args.label_smoothing > 0):
-            raise SystemExit("--mixup combines with none of --consistency, --source-adv, --source-mmd, --label-smoothing")
-        net = XrayNet(args.arch, args.mixstyle)
-        counts = torch.bincount(ytr, minlength=2).float()
-        class_weight = counts.sum() / (2 * counts)
-        adversary = None
-        if args.source_adv > 0 or args.source_mmd > 0:
-            if args.consistency > 0:
-                raise SystemExit("--source-adv and --source-mmd do not combine with --consistency")
-            adversary = SourceAdversary(splits["train"])
-            print(f"source adversary: {dict(adversary.sources)}; heads for {list(adversary.heads)}", flush=True)
-        params_trained = list(net.parameters()) + ([] if adversary is None else list(adversary.parameters()))
-        opt = torch.optim.AdamW(params_trained, lr=args.lr, weight_decay=args.weight_decay)
-        # With the consistency loss each film comes twice (whole and tighter), so a step holds
-        # half as many films and the batch the network sees keeps its size.
-        films_per_step = args.batch // 2 if args.consistency > 0 else args.batch
-        steps_per_epoch = math.ceil(len(ytr) / films_per_step)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
-        )
-        gen = torch.Generator().manual_seed(args.seed)
-        mix_rng = np.random.default_rng(args.seed) if args.mixup > 0 else None
-        # The first epoch that is validated and can be chosen, and the first whose weight
-        # average can be; past the last epoch: never, and no average is kept.
-        first_candidate = math.floor(args.select_from * args.epochs) + 1
-        first_ema = max(math.floor(args.ema_from * args.epochs) + 1, first_candidate)
-        ema = Ema(net, args.ema) if first_ema <= args.epochs else None
-        history, best = [], None
-        started = time.time()
-        for epoch in range(1, args.epochs + 1):
-            net.train()
-            perm = torch.randperm(len(ytr), generator=gen)
-            total, adv_right = 0.0, 0
-            # DANN's ramp of the reversal, 0 at the start to ~1 by mid-training: the heads
-            # first learn to tell the collections, then the features are pushed to hide them.
-            progress = (epoch - 1) / args.epochs
-            coeff = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
-            for i in range(0, len(perm), films_per_step):
-                idx = perm[i : i + films_per_step]
-                framed = frame(xtr[idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
-                framed = process_like_another_hospital(framed, args.process, gen)
-                framed = clahe_like_another_hospital(framed, args.clahe, gen)
-                xb = normalise(amplitude_mix(augment(framed, gen), ytr[idx], args.amp_mix, gen), mean, std)
-                if args.consistency > 0:
-                    loss = consistency_loss(net, xb, crops[idx], ytr[idx], class_weight, args.consistency, mean, std, gen)
-                elif adversary is not None:
-                    features = net.embed(xb)
-                    loss = F.cross_entropy(net.classify(features), ytr[idx], weight=class_weight, label_smoothing=args.label_smoothing)
-                    if args.source_adv > 0:
-                        adv_loss, right = adversary.loss(features, idx, ytr[idx], coeff)
-                        loss = loss + args.source_adv * adv_loss
-                        adv_right += right
-                    if args.source_mmd > 0:
-                        loss = loss + args.source_mmd * coeff * mmd_within_labels(features, idx, ytr[idx], adversary.index, list(adversary.heads))
-                elif mix_rng is not None:
-                    xb, y_partner, lam = mixup(xb, ytr[idx], args.mixup, mix_rng)
-                    loss = mixup_loss(net(xb), ytr[idx], y_partner, lam, class_weight)
-                else:
-                    loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight, label_smoothing=args.label_smoothing)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                if ema is not None:
-                    ema.update(net)
-                total += loss.item() * len(idx)
-            # The candidates: the live weights (batch-norm statistics as trained) and, from
-            # --ema-from on, the weight average (statistics re-measured on clean training films).
-            # Model 2.0.0 exported only the average, whose validation AUC trailed the live
-            # weights' by about 0.005 over the last 20 epochs; in runs 20-27 the live weights won
-            # every time, the average's best epoch 0.002-0.003 behind, while re-measuring and
-            # validating it took a fifth of each epoch. So by default it is never a candidate,
-            # and the runs of 3.x would have picked the same weights without it.
-            candidates = [("live", net)] if epoch >= first_candidate else []
-            if ema is not None and epoch >= first_ema:
-                recalibrate_bn(ema.shadow, xtr, mean, std)
-                candidates.append(("ema", ema.shadow))
-            row = {"epoch": epoch, "train_loss": total / len(ytr)}
-            if adversary is not None and args.source_adv > 0:
-                # Films of a label with a head whose collection the heads named, this epoch
-                # (about 0.5-0.7 by chance, the larger collection's share).
-                with_head = sum(int((ytr == LABELS.index(label)).sum()) for label in adversary.heads)
-                row["adversary_accuracy"] = adv_right / max(with_head, 1)
-            for name, model in candidates:
-                logits = predict_logits(model, xva, mean, std)
-                val_loss = F.cross_entropy(logits, yva).item()
-                p_covid = torch.softmax(logits, 1)[:, 0].numpy()
-                auc = roc_auc(p_covid, is_covid)
-                row[f"val_loss_{name}"], row[f"val_auc_{name}"] = val_loss, auc
-                # Selection on validation only: highest AUC, then lowest loss.
-                key = (auc, -val_loss)
-                if best is None or key > best[0]:
-                    best = (key, epoch, name, {k: v.clone() for k, v in model.state_dict().items()})
-            history.append(row)
-            print(
-                f"epoch {epoch:2d} train_loss {row['train_loss']:.4f}"
-                + (f" val_auc live {row['val_auc_live']:.4f}" if "val_auc_live" in row else "")
-                + (f" ema {row['val_auc_ema']:.4f}" if "val_auc_ema" in row else "")
-                + (f" val_loss live {row['val_loss_live']:.4f}" if "val_loss_live" in row else "")
-                + (f" ema {row['val_loss_ema']:.4f}" if "val_loss_ema" in row else "")
-                + (f" adv_acc {row['adversary_accuracy']:.3f} (reversal {coeff:.2f})" if "adversary_accuracy" in row else "")
-                + f" [{time.time() - started:.0f}s]",
-                flush=True,
-            )
 
-        _, best_epoch, best_weights, state = best
-        # null: the average was never a candidate (runs before session 13 lack the key: always).
-        how_trained = {"ema_candidates_from_epoch": None if ema is None else first_ema, "candidates_from_epoch": first_candidate}
-    net.load_state_dict(state)
-    plain_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std), 1)[:, 0].numpy(), is_covid)
-    tta_auc = roc_auc(torch.softmax(predict_logits(net, xva, mean, std, tta=True), 1)[:, 0].numpy(), is_covid)
-    # Mirror-image averaging doubles inference time for ~0.003 validation AUC (measured on the
-    # previous model), so it is exported only when asked for.
-    tta = args.tta
-    print(f"validation AUC plain {plain_auc:.4f}, with mirror averaging {tta_auc:.4f}: tta={tta}")
-    logits = predict_logits(net, xva, mean, std, tta=tta)
-    scale, bias, val_nll = fit_platt(logits, yva)
+def train_batch(net, opt, sched, data, idx, args, gen, class_weight):
+    """One optimiser step on the training films `idx`: framing, hospital processing and the
+    geometric and intensity augmentation, then the class-weighted cross-entropy. Returns the loss."""
+    mean, std = data["params"]["mean"], data["params"]["std"]
+    ytr, crops = data["ytr"], data["crops"]
+    p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
+    framed = frame(data["xtr"][idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
+    framed = process_like_another_hospital(framed, args.process, gen)
+    framed = clahe_like_another_hospital(framed, args.clahe, gen)
+    xb = normalise(augment(framed, gen), mean, std)
+    loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
+def validate(net, data):
+    """Validation loss and ROC-AUC of P(covid), the only figures that choose an epoch."""
+    mean, std = data["params"]["mean"], data["params"]["std"]
+    logits = predict_logits(net, data["xva"], mean, std)
+    p_covid = torch.softmax(logits, 1)[:, 0].numpy()
+    return F.cross_entropy(logits, data["yva"]).item(), roc_auc(p_covid, (data["yva"] == 0).numpy())
+
+
+def train(args, data):
+    """Trains from scratch; returns the weights of the best validated epoch, that epoch and
+    the per-epoch history."""
+    net = XrayNet(args.arch)
+    ytr = data["ytr"]
+    counts = torch.bincount(ytr, minlength=2).float()
+    class_weight = counts.sum() / (2 * counts)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(ytr) / args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15)
+    gen = torch.Generator().manual_seed(args.seed)
+    first_candidate = math.floor(args.select_from * args.epochs) + 1
+    history, best = [], None
+    started = time.time()
+    for epoch in range(1, args.epochs + 1):
+        net.train()
+        perm = torch.randperm(len(ytr), generator=gen)
+        total = 0.0
+        for i in range(0, len(perm), args.batch):
+            idx = perm[i : i + args.batch]
+            total += train_batch(net, opt, sched, data, idx, args, gen, class_weight) * len(idx)
+        row = {"epoch": epoch, "train_loss": total / len(ytr)}
+        if epoch >= first_candidate:
+            row["val_loss_live"], row["val_auc_live"] = validate(net, data)
+            # Selection on validation only: highest AUC, then lowest loss.
+            key = (row["val_auc_live"], -row["val_loss_live"])
+            if best is None or key > best[0]:
+                best = (key, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+        history.append(row)
+        shown = f" val_auc {row['val_auc_live']:.4f} val_loss {row['val_loss_live']:.4f}" if "val_auc_live" in row else ""
+        print(f"epoch {epoch:2d} train_loss {row['train_loss']:.4f}{shown} [{time.time() - started:.0f}s]", flush=True)
+    _, best_epoch, state = best
+    return state, best_epoch, history, time.time() - started
+
+
+def calibrate(net, data):
+    """Platt scaling and the threshold, both on validation. Returns (scale, bias, val_nll,
+    threshold, validation AUC)."""
+    mean, std = data["params"]["mean"], data["params"]["std"]
+    is_covid = (data["yva"] == 0).numpy()
+    logits = predict_logits(net, data["xva"], mean, std)
+    auc = roc_auc(torch.softmax(logits, 1)[:, 0].numpy(), is_covid)
+    scale, bias, val_nll = fit_platt(logits, data["yva"])
     z = (logits[:, 0] - logits[:, 1]).double()
     p_covid = torch.sigmoid(scale * z + bias).numpy()
-    threshold = choose_threshold(p_covid, is_covid)
-    print(f"best epoch {best_epoch} ({best_weights} weights), Platt a {scale:.3f} b {bias:.3f} (val NLL {val_nll:.4f}), threshold {threshold:.4f}")
+    return scale, bias, val_nll, choose_threshold(p_covid, is_covid), auc
 
-    os.makedirs(args.out, exist_ok=True)
-    torch.save(state, os.path.join(args.out, "weights.pt"))
-    s = params["input_size"]
-    model = Calibrated(net, scale, bias, tta, s).eval()
-    onnx_path = os.path.join(args.out, "xray.onnx")
+
+def export(net, scale, bias, size, out):
+    """Writes `out/xray.onnx`: the calibrated network, max-pools split for tract."""
+    os.makedirs(out, exist_ok=True)
+    onnx_path = os.path.join(out, "xray.onnx")
     torch.onnx.export(
-        model,
-        (torch.zeros(1, 1, s, s),),
+        Calibrated(net, scale, bias).eval(),
+        (torch.zeros(1, 1, size, size),),
         onnx_path,
         input_names=["image"],
         output_names=["probabilities"],
@@ -1118,12 +683,35 @@ def main():
         do_constant_folding=True,
     )
     split_max_pools(onnx_path)
+    return onnx_path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    torch.set_num_threads(args.threads)
+    data = load_data(args)
+    if args.export_only:
+        # Calibrate, pick the threshold and export again from the weights a finished run
+        # saved; the training loop is deterministic, so this equals a full rerun.
+        previous = json.load(open(os.path.join(args.out, "training.json")))
+        args.arch, args.seed = previous.get("arch", "pool"), previous["seed"]
+        state = torch.load(os.path.join(args.out, "weights.pt"))
+        best_epoch, history, seconds = previous["best_epoch"], previous["history"], previous["seconds"]
+    else:
+        state, best_epoch, history, seconds = train(args, data)
+    net = XrayNet(args.arch)
+    net.load_state_dict(state)
+    scale, bias, val_nll, threshold, auc = calibrate(net, data)
+    print(f"validation AUC {auc:.4f}; best epoch {best_epoch}, Platt a {scale:.3f} b {bias:.3f} (val NLL {val_nll:.4f}), threshold {threshold:.4f}")
+    onnx_path = export(net, scale, bias, data["params"]["input_size"], args.out)
+    torch.save(state, os.path.join(args.out, "weights.pt"))
     training = {
         "seed": args.seed,
         "arch": args.arch,
         "epochs": args.epochs,
         "best_epoch": best_epoch,
-        "best_weights": best_weights,
+        "best_weights": "live",
         "batch": args.batch,
         "lr": args.lr,
         "optimizer": optimizer_name(args.weight_decay),
@@ -1132,39 +720,20 @@ def main():
         "threshold": threshold,
         "left_out_sources": args.leave_out,
         "framing_crops": {"per_film": args.crops, "p_normal": args.crop_normal, "p_covid": args.crop_covid},
-        "framing_consistency": args.consistency,
-        "amplitude_mix": args.amp_mix,
         "hospital_processing": args.process,
         "hospital_clahe": args.clahe,
-        "source_adversary": args.source_adv,
-        "source_mmd": args.source_mmd,
-        "mixstyle": args.mixstyle,
-        "label_smoothing": args.label_smoothing,
-        "mixup": args.mixup,
-        "ema_decay": args.ema,
-        **how_trained,
-        "tta": tta,
-        "val_auc_plain": plain_auc,
-        "val_auc_tta": tta_auc,
+        "candidates_from_epoch": math.floor(args.select_from * args.epochs) + 1,
+        "tta": False,
+        "val_auc_plain": auc,
         "threshold_rule": "equal error rate on the validation patients: sensitivity and specificity closest (ties: higher balanced accuracy, then nearest 0.5)",
-        "seconds": round(time.time() - started),
+        "seconds": round(seconds),
         "threads": args.threads,
         "torch": torch.__version__,
         "history": history,
-        "preprocess": params,
+        "preprocess": data["params"],
     }
-    if members:
-        # The members' shared recipe, not this command's defaults; per-member seeds and epochs.
-        training |= {k: members[0][k] for k in RECIPE if k in members[0]}
-        training |= {
-            "seed": [m["seed"] for m in members],
-            "ensemble": [
-                {"run": folder, "seed": m["seed"], "best_epoch": m["best_epoch"], "best_weights": m["best_weights"], "val_auc_plain": m["val_auc_plain"], "seconds": m["seconds"]}
-                for folder, m in zip(args.ensemble, members)
-            ],
-        }
     json.dump(training, open(os.path.join(args.out, "training.json"), "w"), indent=2)
-    print(f"wrote {onnx_path} and training.json in {time.time() - started:.0f}s")
+    print(f"wrote {onnx_path} and training.json after {seconds:.0f}s of training")
 
 
 if __name__ == "__main__":

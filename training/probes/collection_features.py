@@ -1,7 +1,7 @@
 """How well a trained network's features still tell, within one label, which collection a film
 came from: what `train.py --source-adv` trains against, measured on films it never trained on.
 
-    .venv/bin/python training/probes/collections.py build/model-run25 [run ...]
+    .venv/bin/python training/probes/collection_features.py build/model-run25 [run ...]
 
 For each run folder (the `weights.pt` and `training.json` that train.py wrote), the validation
 films, as prepared, are passed through the network up to the 160 pooled features its linear
