@@ -276,6 +276,11 @@ pub fn model_path() -> Option<PathBuf> {
     present(&env_lookup, "XRAY_MODEL_PATH").map(PathBuf::from)
 }
 
+/// Another lung finder instead of the embedded one (`XRAY_LUNG_MODEL_PATH`).
+pub fn lung_model_path() -> Option<PathBuf> {
+    present(&env_lookup, "XRAY_LUNG_MODEL_PATH").map(PathBuf::from)
+}
+
 /// Whether this process runs under a Lambda runtime API (AWS or `cargo lambda watch`).
 ///
 /// `Ok(false)` when `AWS_LAMBDA_RUNTIME_API` is unset; an error when it is set but the

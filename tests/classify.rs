@@ -103,13 +103,13 @@ fn model_path_override_is_honoured() {
     let path = dir.join("xray.onnx");
     std::fs::write(&path, covid_xray::model::EMBEDDED_MODEL).expect("write");
     // No model.json beside it: the embedded card applies, and the bytes match it.
-    let c = Classifier::from_path(&path).expect("loads from path");
+    let c = Classifier::from_path(&path, None).expect("loads from path");
     assert_eq!(
         c.info().sha256,
         covid_xray::model::sha256_hex(covid_xray::model::EMBEDDED_MODEL)
     );
     std::fs::write(&path, b"not onnx").expect("write");
-    let err = Classifier::from_path(&path).expect_err("garbage model must fail");
+    let err = Classifier::from_path(&path, None).expect_err("garbage model must fail");
     assert_eq!(err.code(), "model_error");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -186,5 +186,62 @@ fn input_warnings_name_what_the_model_was_not_trained_for() {
     assert!(
         v.get("warnings").is_none(),
         "no warnings key for a pool film: {v}"
+    );
+}
+
+/// The lung finder as the lung-field models use it, whatever the embedded classifier reads.
+fn lung_pipeline() -> covid_xray::model::Pipeline {
+    covid_xray::model::Pipeline::Lungs(
+        covid_xray::model::lungs::LungFinder::from_onnx(covid_xray::model::EMBEDDED_LUNGS)
+            .expect("the embedded lung finder loads"),
+    )
+}
+
+#[test]
+fn the_lung_finder_boxes_the_lungs_of_every_fixture() {
+    let pipeline = lung_pipeline();
+    for f in common::fixture_xrays() {
+        let bytes = std::fs::read(&f.path).expect("fixture");
+        let gray = image::load_from_memory(&bytes)
+            .expect("decode")
+            .into_luma8();
+        let p = pipeline.prepare(&gray).expect("prepare");
+        assert!(p.lungs.is_some(), "{}: no lungs found", f.name);
+        assert!(p.warnings.is_empty(), "{}: {:?}", f.name, p.warnings);
+        let (cx, cy, cw, ch) = p.content;
+        let (x, y, w, h) = p.region;
+        assert!(
+            x >= cx && y >= cy && x + w <= cx + cw && y + h <= cy + ch,
+            "{}: {:?} outside {:?}",
+            f.name,
+            p.region,
+            p.content
+        );
+        // The lungs fill most of a chest film, never all of it and never a sliver.
+        let share = f64::from(w * h) / f64::from(cw * ch);
+        assert!(
+            (0.25..=1.0).contains(&share),
+            "{}: box is {share:.2} of the film",
+            f.name
+        );
+        assert_eq!(p.input.dimensions(), (192, 192));
+        assert_ne!(
+            p.input, p.whole,
+            "{}: the input must be the lung crop",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn a_film_without_lungs_is_read_whole_and_says_so() {
+    let pipeline = lung_pipeline();
+    let blank = image::GrayImage::from_pixel(400, 400, image::Luma([128]));
+    let p = pipeline.prepare(&blank).expect("prepare");
+    assert_eq!(p.lungs, None);
+    assert_eq!(p.input, p.whole);
+    assert_eq!(
+        p.warnings.iter().map(|w| w.code()).collect::<Vec<_>>(),
+        vec!["lungs_not_found"]
     );
 }

@@ -105,8 +105,11 @@ fn preprocess_writes_the_served_input_and_reproducible_tighter_framings() {
     };
     let (whole, crop0, crop1) = run();
     let bytes = std::fs::read(film).expect("read");
-    let served =
-        covid_xray::imaging::preprocess::prepare(&bytes, &Default::default()).expect("prepare");
+    let served = covid_xray::Classifier::embedded()
+        .expect("model")
+        .prepare(&bytes)
+        .expect("prepare")
+        .input;
     assert_eq!(
         whole, served,
         "training reads exactly what serving prepares"
@@ -116,6 +119,23 @@ fn preprocess_writes_the_served_input_and_reproducible_tighter_framings() {
     assert_ne!(crop0, whole);
     assert_ne!(crop0, crop1);
     assert!(out.join("preprocess.json").is_file());
+    // The whole film (the lung finder's input) and each film's boxes, for training.
+    assert_eq!(
+        image::open(out.join("whole/sub/film.jpg.png"))
+            .expect("whole")
+            .into_luma8()
+            .dimensions(),
+        (side, side)
+    );
+    let boxes = std::fs::read_to_string(out.join("boxes.csv")).expect("boxes.csv");
+    let mut lines = boxes.lines();
+    assert_eq!(
+        lines.next(),
+        Some("file,x,y,w,h,lungs_found,lx,ly,lw,lh,film_w,film_h")
+    );
+    let row: Vec<&str> = lines.next().expect("a row").split(',').collect();
+    assert_eq!(row[0], "sub/film.jpg");
+    assert_eq!(row.len(), 12);
     assert_eq!(run(), (whole, crop0, crop1), "the same crops on every run");
     std::fs::remove_dir_all(&dir).ok();
 }

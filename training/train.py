@@ -457,7 +457,8 @@ def normalise(x01, mean, std):
 @torch.no_grad()
 def predict_logits(net, x_u8, mean, std, batch=128):
     net.eval()
-    return torch.cat([net(normalise(x_u8[i : i + batch].float() / 255.0, mean, std)) for i in range(0, len(x_u8), batch)])
+    device = next(net.parameters()).device
+    return torch.cat([net(normalise(x_u8[i : i + batch].float() / 255.0, mean, std).to(device)).cpu() for i in range(0, len(x_u8), batch)])
 
 
 def roc_auc(p_pos, y_pos):
@@ -570,6 +571,12 @@ def parse_args(argv=None):
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
+    ap.add_argument(
+        "--threshold-from",
+        metavar="HOLDOUT_JSON",
+        help="take the threshold from holdout.py's pooled collection-held-out predictions instead of the validation patients' equal-error point",
+    )
+    ap.add_argument("--device", default="cpu", help="where the network trains (`cuda` for exploration; augmentation stays on the CPU, and the shipped model trains on the CPU)")
     args = ap.parse_args(argv)
     if not 0 <= args.select_from < 1:
         ap.error("--select-from must be at least 0 and below 1: the last epoch is always a candidate")
@@ -604,7 +611,8 @@ def train_batch(net, opt, sched, data, idx, args, gen, class_weight):
     framed = process_like_another_hospital(framed, args.process, gen)
     framed = clahe_like_another_hospital(framed, args.clahe, gen)
     xb = normalise(augment(framed, gen), mean, std)
-    loss = F.cross_entropy(net(xb), ytr[idx], weight=class_weight)
+    device = class_weight.device
+    loss = F.cross_entropy(net(xb.to(device)), ytr[idx].to(device), weight=class_weight)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -623,10 +631,10 @@ def validate(net, data):
 def train(args, data):
     """Trains from scratch; returns the weights of the best validated epoch, that epoch and
     the per-epoch history."""
-    net = XrayNet(args.arch)
+    net = XrayNet(args.arch).to(args.device)
     ytr = data["ytr"]
     counts = torch.bincount(ytr, minlength=2).float()
-    class_weight = counts.sum() / (2 * counts)
+    class_weight = (counts.sum() / (2 * counts)).to(args.device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(ytr) / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15)
@@ -647,7 +655,7 @@ def train(args, data):
             # Selection on validation only: highest AUC, then lowest loss.
             key = (row["val_auc_live"], -row["val_loss_live"])
             if best is None or key > best[0]:
-                best = (key, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+                best = (key, epoch, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         history.append(row)
         shown = f" val_auc {row['val_auc_live']:.4f} val_loss {row['val_loss_live']:.4f}" if "val_auc_live" in row else ""
         print(f"epoch {epoch:2d} train_loss {row['train_loss']:.4f}{shown} [{time.time() - started:.0f}s]", flush=True)
@@ -703,6 +711,15 @@ def main(argv=None):
     net = XrayNet(args.arch)
     net.load_state_dict(state)
     scale, bias, val_nll, threshold, auc = calibrate(net, data)
+    threshold_rule = "equal error rate on the validation patients: sensitivity and specificity closest (ties: higher balanced accuracy, then nearest 0.5)"
+    if args.threshold_from:
+        pooled = json.load(open(args.threshold_from))["pooled"]
+        print(f"threshold {pooled['threshold']:.4f} from {args.threshold_from} instead of the validation one {threshold:.4f}")
+        threshold = pooled["threshold"]
+        threshold_rule = (
+            "equal error rate between the films of collections each left out of its own training run (holdout.py): "
+            f"{pooled['specificity']:.3f} of left-out normal films and {pooled['sensitivity']:.3f} of left-out COVID films called right"
+        )
     print(f"validation AUC {auc:.4f}; best epoch {best_epoch}, Platt a {scale:.3f} b {bias:.3f} (val NLL {val_nll:.4f}), threshold {threshold:.4f}")
     onnx_path = export(net, scale, bias, data["params"]["input_size"], args.out)
     torch.save(state, os.path.join(args.out, "weights.pt"))
@@ -725,7 +742,7 @@ def main(argv=None):
         "candidates_from_epoch": math.floor(args.select_from * args.epochs) + 1,
         "tta": False,
         "val_auc_plain": auc,
-        "threshold_rule": "equal error rate on the validation patients: sensitivity and specificity closest (ties: higher balanced accuracy, then nearest 0.5)",
+        "threshold_rule": threshold_rule,
         "seconds": round(seconds),
         "threads": args.threads,
         "torch": torch.__version__,

@@ -15,6 +15,9 @@ use std::io::{IsTerminal, Write};
 use clap::{Parser, Subcommand};
 use covid_xray::contract::{Answer, CliLine, ErrorBody};
 use covid_xray::imaging::preprocess::{self, Limits};
+use covid_xray::model::EMBEDDED_LUNGS;
+use covid_xray::model::lungs::LungFinder;
+use covid_xray::model::pipeline::Pipeline;
 use covid_xray::{Classifier, Error};
 use serde_json::json;
 
@@ -53,8 +56,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Write the preprocessed 8-bit model-input image of every JPEG/PNG under SRC to OUT,
-    /// as OUT/<path relative to SRC>.png, plus OUT/preprocess.json with the parameters.
+    /// Write the preprocessed 8-bit model-input image of every film of SRC to OUT, as
+    /// OUT/<path relative to SRC>.png, plus OUT/preprocess.json with the parameters. The films
+    /// are those SRC/manifest.csv lists, or every JPEG and PNG under SRC when it has none.
     Preprocess {
         src: PathBuf,
         out: PathBuf,
@@ -62,6 +66,12 @@ enum Command {
         /// serving would see a film cropped that way) as OUT/crops/<path>.<i>.png.
         #[arg(long, default_value_t = 0)]
         crops: u32,
+        /// The lung finder that crops each film to its lung fields: `model` (the path the
+        /// served model was trained with), `embedded`, `none` (whole films), or an ONNX file.
+        /// OUT/whole/ always holds the whole films (the finder's input), and OUT/boxes.csv
+        /// each film's content box and the region the model input shows.
+        #[arg(long, default_value = "model")]
+        lungs: LungsArg,
     },
 }
 
@@ -69,7 +79,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Predict { json, paths } => run_predict(&paths, json),
-        Command::Preprocess { src, out, crops } => run_preprocess(&src, &out, crops),
+        Command::Preprocess {
+            src,
+            out,
+            crops,
+            lungs,
+        } => run_preprocess(&src, &out, crops, lungs),
         Command::Info => run_info(),
         Command::Bench { iterations, files } => bench::run(iterations, &files),
     };
@@ -159,10 +174,10 @@ mod bench {
                 &format!("preprocess/{name}"),
                 iterations,
                 measure(iterations, || {
-                    std::hint::black_box(preprocess::prepare(&bytes, &limits).ok());
+                    std::hint::black_box(classifier.prepare(&bytes).ok());
                 }),
             );
-            let prepared = preprocess::prepare(&bytes, &limits)?;
+            let prepared = classifier.prepare(&bytes)?.input;
             report(
                 &format!("inference/{name}"),
                 iterations,
@@ -334,31 +349,54 @@ fn run_preprocess(
     src: &Path,
     out: &Path,
     crops: u32,
+    lungs: LungsArg,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let files: Vec<PathBuf> = collect_files(src)?
-        .into_iter()
-        .filter(|p| is_image_name(p))
-        .collect();
+    let pipeline = match lungs {
+        LungsArg::Model => Classifier::from_env()?.pipeline().clone(),
+        LungsArg::None => Pipeline::Whole,
+        LungsArg::File(path) => Pipeline::Lungs(LungFinder::from_onnx(&std::fs::read(&path)?)?),
+        LungsArg::Embedded => Pipeline::Lungs(LungFinder::from_onnx(EMBEDDED_LUNGS)?),
+    };
+    let files = pool_files(src)?;
     let limits = Limits::default();
     let mut failed = 0usize;
+    std::fs::create_dir_all(out)?;
+    let mut boxes = std::io::BufWriter::new(std::fs::File::create(out.join("boxes.csv"))?);
+    writeln!(boxes, "file,x,y,w,h,lungs_found,lx,ly,lw,lh,film_w,film_h")?;
     for file in &files {
         let rel = file.strip_prefix(src).unwrap_or(file);
-        let mut dest = out.join(rel).into_os_string();
-        dest.push(".png");
-        let dest = PathBuf::from(dest);
+        let png = |folder: Option<&str>, suffix: &str| {
+            let base = folder.map_or_else(|| out.to_path_buf(), |f| out.join(f));
+            let mut dest = base.join(rel).into_os_string();
+            dest.push(suffix);
+            PathBuf::from(dest)
+        };
         let gray = std::fs::read(file)
             .map_err(|e| Error::Unreadable(e.to_string()))
-            .and_then(|bytes| preprocess::decode_gray(&bytes, &limits));
+            .and_then(|bytes| preprocess::decode_gray(&bytes, &limits))
+            .and_then(|gray| pipeline.prepare(&gray).map(|p| (gray, p)));
         match gray {
-            Ok(gray) => {
-                save(&preprocess::prepare_gray(&gray), &dest)?;
-                let (w, h) = gray.dimensions();
+            Ok((gray, prepared)) => {
+                save(&prepared.input, &png(None, ".png"))?;
+                save(&prepared.whole, &png(Some("whole"), ".png"))?;
+                let (x, y, w, h) = prepared.content;
+                let (lx, ly, lw, lh) = prepared.region;
+                let (fw, fh) = gray.dimensions();
+                writeln!(
+                    boxes,
+                    "{},{x},{y},{w},{h},{},{lx},{ly},{lw},{lh},{fw},{fh}",
+                    rel.to_string_lossy(),
+                    u8::from(prepared.lungs.is_some())
+                )?;
                 let seed = path_seed(rel);
                 for i in 0..crops {
-                    let mut name = out.join("crops").join(rel).into_os_string();
-                    name.push(format!(".{i}.png"));
-                    let crop = preprocess::framing_crop(w, h, seed ^ u64::from(i));
-                    save(&preprocess::prepare_gray_box(&gray, crop), Path::new(&name))?;
+                    let crop = preprocess::framing_crop(fw, fh, seed ^ u64::from(i));
+                    let cropped =
+                        image::imageops::crop_imm(&gray, crop.0, crop.1, crop.2, crop.3).to_image();
+                    save(
+                        &pipeline.prepare(&cropped)?.input,
+                        &png(Some("crops"), &format!(".{i}.png")),
+                    )?;
                 }
             }
             Err(e) => {
@@ -367,24 +405,74 @@ fn run_preprocess(
             }
         }
     }
+    boxes.flush()?;
     let params = serde_json::json!({
-        "version": preprocess::PREPROCESS_VERSION,
+        "version": pipeline.version(),
         "input_size": preprocess::INPUT_SIZE,
         "mean": preprocess::MEAN,
         "std": preprocess::STD,
     });
-    std::fs::create_dir_all(out)?;
     std::fs::write(
         out.join("preprocess.json"),
         serde_json::to_string_pretty(&params)?,
     )?;
     eprintln!(
-        "preprocessed {} images, {failed} failed",
-        files.len() - failed
+        "preprocessed {} images through '{}', {failed} failed",
+        files.len() - failed,
+        pipeline.version()
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The films `xray preprocess` reads: those `SRC/manifest.csv` lists (its first column,
+/// `file`), when there is one, so that a pool's masks and notes are never taken for films;
+/// else every JPEG and PNG under `src`.
+fn pool_files(src: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let manifest = src.join("manifest.csv");
+    if !manifest.is_file() {
+        return Ok(collect_files(src)?
+            .into_iter()
+            .filter(|p| is_image_name(p))
+            .collect());
+    }
+    let text = std::fs::read_to_string(&manifest)?;
+    let mut files: Vec<PathBuf> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(',').next())
+        .map(|f| f.trim_matches('"'))
+        .filter(|f| !f.is_empty())
+        .map(|f| src.join(f))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Which lung finder `xray preprocess` crops films with.
+#[derive(Clone, Debug)]
+enum LungsArg {
+    /// The served model's own path (`XRAY_MODEL_PATH` and `XRAY_LUNG_MODEL_PATH` apply).
+    Model,
+    /// The embedded one.
+    Embedded,
+    /// None: whole films, as models before the lung finder read them.
+    None,
+    /// An ONNX file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for LungsArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "model" => LungsArg::Model,
+            "embedded" => LungsArg::Embedded,
+            "none" => LungsArg::None,
+            path => LungsArg::File(PathBuf::from(path)),
+        })
+    }
 }

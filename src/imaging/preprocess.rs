@@ -43,6 +43,10 @@ pub const BORDER_SPREAD: u8 = 12;
 pub const MAX_TRIM_FRACTION: f32 = 0.2;
 /// Version of this preprocessing; the model card records the one the model was trained with.
 pub const PREPROCESS_VERSION: &str = "gray-trim-resize-equalize-v1";
+/// The preprocessing of models that read the lung fields: as [`PREPROCESS_VERSION`], then the
+/// lung finder's box of the prepared whole film, and the film cropped to that box is
+/// resized and equalised again (`covid_xray::model::lungs`).
+pub const LUNGS_PREPROCESS_VERSION: &str = "gray-trim-lungbox-resize-equalize-v2";
 
 /// Bounds on what the decoder will accept. Checked from the header before decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,8 @@ pub enum InputWarning {
     /// Longer than [`MAX_ASPECT`] times its width (or the reverse): not a frontal chest film,
     /// or one cropped to a strip; the resize to a square stretches it.
     UnusualShape,
+    /// The lung finder found no lung fields, so the whole film was classified.
+    NoLungs,
 }
 
 impl InputWarning {
@@ -114,6 +120,7 @@ impl InputWarning {
             InputWarning::Colour => "colour_image",
             InputWarning::Small => "small_image",
             InputWarning::UnusualShape => "unusual_shape",
+            InputWarning::NoLungs => "lungs_not_found",
         }
     }
 
@@ -128,6 +135,9 @@ impl InputWarning {
             }
             InputWarning::UnusualShape => {
                 "the image is more than 2.5 times as long as it is wide; a frontal chest X-ray is near square"
+            }
+            InputWarning::NoLungs => {
+                "no lung fields were found, so the whole image was classified; this may not be a frontal chest X-ray"
             }
         }
     }
@@ -311,7 +321,14 @@ fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), Error> {
 
 /// Steps 4 to 6: trims uniform borders, resizes to the model input and equalises.
 pub fn prepare_gray(gray: &GrayImage) -> GrayImage {
-    let (x0, y0, w, h) = content_box(gray);
+    prepare_region(gray, content_box(gray))
+}
+
+/// Steps 5 and 6 for one region `(x, y, width, height)` of a film: resized to the model
+/// input and equalised, without trimming again. The region must lie inside the film and
+/// be at least one pixel a side; it is clamped to the film if not.
+pub fn prepare_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayImage {
+    let (x0, y0, w, h) = clamp_region(gray.dimensions(), region);
     let k = shrink_factor(w, h);
     let cropped = if k >= 2 {
         // Shrinking reads the content box in place: no copy of a multi-megapixel film.
@@ -450,8 +467,20 @@ pub fn to_tensor_data(prepared: &GrayImage) -> Vec<f32> {
         .collect()
 }
 
+/// `region` moved and shrunk to lie inside a `w` x `h` film, at least one pixel a side.
+fn clamp_region((w, h): (u32, u32), (x, y, rw, rh): (u32, u32, u32, u32)) -> (u32, u32, u32, u32) {
+    let x = x.min(w.saturating_sub(1));
+    let y = y.min(h.saturating_sub(1));
+    (
+        x,
+        y,
+        rw.min(w.saturating_sub(x)).max(1),
+        rh.min(h.saturating_sub(y)).max(1),
+    )
+}
+
 /// The box `(x, y, width, height)` left after trimming uniform borders.
-fn content_box(gray: &GrayImage) -> (u32, u32, u32, u32) {
+pub fn content_box(gray: &GrayImage) -> (u32, u32, u32, u32) {
     let (w, h) = gray.dimensions();
     let row_uniform = |y: u32| spread((0..w).map(|x| gray.get_pixel(x, y).0[0])) <= BORDER_SPREAD;
     let col_uniform = |x: u32| spread((0..h).map(|y| gray.get_pixel(x, y).0[0])) <= BORDER_SPREAD;

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
+use super::lungs::LungFinder;
+use super::pipeline::{Pipeline, Prepared};
 use crate::error::Error;
 use crate::imaging::preprocess::{self, INPUT_SIZE, InputWarning, Limits};
 
@@ -19,6 +21,8 @@ use crate::imaging::preprocess::{self, INPUT_SIZE, InputWarning, Limits};
 pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../../model/xray.onnx");
 /// The embedded model card (machine-readable part).
 pub static EMBEDDED_CARD: &str = include_str!("../../model/model.json");
+/// The embedded lung finder, for models trained on the lung fields.
+pub static EMBEDDED_LUNGS: &[u8] = include_bytes!("../../model/lungs.onnx");
 
 /// How many plans this process has built. Tests use it to show that the model loads once.
 static PLANS_BUILT: AtomicUsize = AtomicUsize::new(0);
@@ -130,6 +134,7 @@ pub struct Classifier {
 
 struct Inner {
     plan: Plan,
+    pipeline: Pipeline,
     info: ModelInfo,
     threshold: f32,
     limits: Limits,
@@ -153,43 +158,77 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Classifier {
-    /// The embedded model, or the file named by `XRAY_MODEL_PATH` when that is set.
+    /// The embedded model, or the file named by `XRAY_MODEL_PATH` when that is set; the
+    /// lung finder from `XRAY_LUNG_MODEL_PATH` when that is set.
     pub fn from_env() -> Result<Classifier, Error> {
+        let lungs = crate::config::lung_model_path()
+            .map(|p| read(&p))
+            .transpose()?;
         match crate::config::model_path() {
-            Some(path) => Classifier::from_path(&path),
-            None => Classifier::embedded(),
+            Some(path) => Classifier::from_path(&path, lungs.as_deref()),
+            None => Classifier::from_parts(
+                EMBEDDED_MODEL,
+                EMBEDDED_CARD,
+                Some(lungs.as_deref().unwrap_or(EMBEDDED_LUNGS)),
+            ),
         }
     }
 
     /// The model compiled into this binary.
     pub fn embedded() -> Result<Classifier, Error> {
-        Classifier::from_parts(EMBEDDED_MODEL, EMBEDDED_CARD)
+        Classifier::from_parts(EMBEDDED_MODEL, EMBEDDED_CARD, Some(EMBEDDED_LUNGS))
     }
 
-    /// A model file on disk, with the `model.json` beside it or, failing that, the embedded card.
-    pub fn from_path(path: &std::path::Path) -> Result<Classifier, Error> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))?;
-        let card = path
-            .parent()
+    /// A model file on disk, with the `model.json` beside it or, failing that, the embedded
+    /// card. Its lung finder is `lungs` when given, else the `lungs.onnx` beside it, else the
+    /// embedded one.
+    pub fn from_path(path: &std::path::Path, lungs: Option<&[u8]>) -> Result<Classifier, Error> {
+        let bytes = read(path)?;
+        let dir = path.parent();
+        let card = dir
             .map(|d| d.join("model.json"))
             .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_else(|| EMBEDDED_CARD.to_string());
-        Classifier::from_parts(&bytes, &card)
+        let beside = dir
+            .map(|d| d.join("lungs.onnx"))
+            .filter(|p| p.exists())
+            .map(|p| read(&p))
+            .transpose()?;
+        let lungs = lungs.or(beside.as_deref()).unwrap_or(EMBEDDED_LUNGS);
+        Classifier::from_parts(&bytes, &card, Some(lungs))
     }
 
-    /// Builds the tract plan from ONNX bytes and a card.
-    pub fn from_parts(onnx: &[u8], card_json: &str) -> Result<Classifier, Error> {
+    /// Builds the tract plans from ONNX bytes, a card and, for a model trained on the lung
+    /// fields, the lung finder's ONNX bytes.
+    pub fn from_parts(
+        onnx: &[u8],
+        card_json: &str,
+        lungs: Option<&[u8]>,
+    ) -> Result<Classifier, Error> {
         let card: Card = serde_json::from_str(card_json)
             .map_err(|e| Error::Model(format!("model card: {e}")))?;
-        if card.input.size != INPUT_SIZE || card.input.preprocess != preprocess::PREPROCESS_VERSION
-        {
+        let pipeline = match (card.input.preprocess.as_str(), lungs) {
+            (v, _) if v == preprocess::PREPROCESS_VERSION => Pipeline::Whole,
+            (v, Some(lungs)) if v == preprocess::LUNGS_PREPROCESS_VERSION => {
+                Pipeline::Lungs(LungFinder::from_onnx(lungs)?)
+            }
+            (v, None) if v == preprocess::LUNGS_PREPROCESS_VERSION => {
+                return Err(Error::Model(
+                    "the model reads the lung fields, and no lung finder was given".into(),
+                ));
+            }
+            (v, _) => {
+                return Err(Error::Model(format!(
+                    "the model expects input from '{v}'; this build makes '{}' or '{}'",
+                    preprocess::PREPROCESS_VERSION,
+                    preprocess::LUNGS_PREPROCESS_VERSION
+                )));
+            }
+        };
+        if card.input.size != INPUT_SIZE {
             return Err(Error::Model(format!(
-                "the model expects {}x{} input from '{}', this build makes {INPUT_SIZE}x{INPUT_SIZE} from '{}'",
-                card.input.size,
-                card.input.size,
-                card.input.preprocess,
-                preprocess::PREPROCESS_VERSION
+                "the model expects {}x{} input, this build makes {INPUT_SIZE}x{INPUT_SIZE}",
+                card.input.size, card.input.size
             )));
         }
         if card.labels != ["covid", "normal"] {
@@ -205,6 +244,7 @@ impl Classifier {
         Ok(Classifier {
             inner: Arc::new(Inner {
                 plan,
+                pipeline,
                 info: ModelInfo {
                     name: card.name,
                     version,
@@ -222,6 +262,7 @@ impl Classifier {
         Classifier {
             inner: Arc::new(Inner {
                 plan: inner.plan.clone(),
+                pipeline: inner.pipeline.clone(),
                 info: inner.info.clone(),
                 threshold: inner.threshold,
                 limits,
@@ -249,18 +290,31 @@ impl Classifier {
         PLANS_BUILT.load(Ordering::SeqCst)
     }
 
+    /// The preprocessing this model was trained with.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.inner.pipeline
+    }
+
+    /// Decodes and preprocesses one encoded image: what [`Classifier::classify`] reads.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, Error> {
+        let (gray, warnings) = preprocess::decode_gray_noted(bytes, &self.inner.limits)?;
+        let mut prepared = self.inner.pipeline.prepare(&gray)?;
+        prepared.warnings.splice(0..0, warnings);
+        Ok(prepared)
+    }
+
     /// Decodes, preprocesses and classifies one encoded image (JPEG or PNG).
     pub fn classify(&self, bytes: &[u8]) -> Result<Prediction, Error> {
         let start = Instant::now();
-        let (prepared, warnings) = preprocess::prepare_noted(bytes, &self.inner.limits)?;
+        let prepared = self.prepare(bytes)?;
         let decode = start.elapsed().as_secs_f64() * 1e3;
-        let mut prediction = self.classify_prepared(&prepared)?;
+        let mut prediction = self.classify_prepared(&prepared.input)?;
         prediction.timings.decode = decode;
-        prediction.warnings = warnings;
+        prediction.warnings = prepared.warnings;
         Ok(prediction)
     }
 
-    /// Classifies an image that has already been through [`preprocess::prepare`].
+    /// Classifies an image that has already been through the model's [`Pipeline`].
     pub fn classify_prepared(&self, prepared: &image::GrayImage) -> Result<Prediction, Error> {
         let start = Instant::now();
         let p_covid = self.p_covid(prepared)?;
@@ -322,6 +376,10 @@ impl Classifier {
         }
         Ok(p.clamp(0.0, 1.0))
     }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))
 }
 
 fn model_err(e: impl std::fmt::Display) -> Error {

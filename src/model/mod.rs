@@ -1,9 +1,13 @@
 //! The networks and what they compute: the [`Classifier`] (an ONNX CNN turned into a tract
-//! plan once per process) and the types of its answer.
+//! plan once per process), the [`lungs::LungFinder`] that crops films to their lung fields,
+//! the [`pipeline::Pipeline`] that joins them, and the types of an answer.
 
 mod classifier;
+pub mod lungs;
+pub mod pipeline;
 
 pub use classifier::{
-    Card, Classifier, EMBEDDED_CARD, EMBEDDED_MODEL, InputSpec, Label, ModelInfo, Prediction,
-    Probabilities, Timings, sha256_hex,
+    Card, Classifier, EMBEDDED_CARD, EMBEDDED_LUNGS, EMBEDDED_MODEL, InputSpec, Label, ModelInfo,
+    Prediction, Probabilities, Timings, sha256_hex,
 };
+pub use pipeline::{Pipeline, Prepared};
