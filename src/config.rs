@@ -292,8 +292,16 @@ pub fn lambda_environment() -> Result<bool, ConfigError> {
 
 /// As [`lambda_environment`], from any lookup.
 pub fn lambda_environment_from(get: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
-    if present(&get, "AWS_LAMBDA_RUNTIME_API").is_none() {
+    let Some(api) = present(&get, "AWS_LAMBDA_RUNTIME_API") else {
         return Ok(false);
+    };
+    // The runtime turns it into a URI and panics when it cannot.
+    if api.trim().parse::<lambda_http::http::Uri>().is_err() {
+        return Err(ConfigError::Invalid {
+            var: "AWS_LAMBDA_RUNTIME_API",
+            value: api,
+            expected: "host:port as Lambda sets it, or a URL such as http://127.0.0.1:9000/.rt/xray-http",
+        });
     }
     let missing: Vec<&'static str> = LAMBDA_REQUIRED
         .into_iter()
@@ -444,5 +452,13 @@ mod tests {
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ]);
         assert_eq!(lambda_environment_from(full), Ok(true));
+        let bad = lookup(&[
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9000/.rt/xray-http"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ]);
+        let e = lambda_environment_from(bad).expect_err("a path needs a scheme");
+        assert!(e.to_string().contains("AWS_LAMBDA_RUNTIME_API"), "{e}");
     }
 }

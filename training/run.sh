@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole training pipeline, from the pool to model/ and tests/fixtures/.
+# The whole training pipeline, from the pool to model/ and tests/fixtures/, on the CPU.
+# DATA=... names another pool (training/DATA.md), PY=... another Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cxr}
@@ -9,7 +10,22 @@ if [ ! -x "$PY" ]; then
   .venv/bin/pip install -q -r training/requirements.txt
   PY=.venv/bin/python
 fi
+started=$(date +%s)
+step() { echo "== $* ($(( $(date +%s) - started )) s)"; }
+step "1. split by patient (earlier assignments kept)"
 "$PY" training/split.py --data "$DATA" --out training/split.csv
-cargo run --release --bin xray -- preprocess "$DATA" build/pre --crops 4
-"$PY" training/train.py --data "$DATA" --pre build/pre --out model
-"$PY" training/evaluate.py --data "$DATA" --pre build/pre --model model
+cargo build --release --locked --bin xray
+step "2. whole films and their content boxes, for the lung finder"
+target/release/xray preprocess "$DATA" build/pre-whole --lungs none
+step "3. the lung finder"
+"$PY" training/lungs.py --data "$DATA" --pre build/pre-whole --out model
+step "4. every film cropped to its lungs, through the serving code"
+target/release/xray preprocess "$DATA" build/pre --lungs model/lungs.onnx --crops 4
+step "5. one collection left out at a time: the threshold for hospitals the pool does not hold"
+"$PY" training/holdout.py --data "$DATA" --pre build/pre --out build/holdout --epochs 60 --shipped none \
+  --collections openist-normal nih-nofinding covid-cxnet
+step "6. the model"
+"$PY" training/train.py --data "$DATA" --pre build/pre --out model --threshold-from build/holdout/holdout.json
+step "7. held-out patients, the card, the plots and the test fixtures"
+"$PY" training/evaluate.py --data "$DATA" --pre build/pre --model model --holdout build/holdout/holdout.json
+step done

@@ -550,10 +550,11 @@ def parse_args(argv=None):
         default=0.5,
         help="only epochs after this fraction of the epochs are validated and can be chosen (earlier epochs record their training loss only); 0: every epoch",
     )
-    # The pool's COVID films are mostly tight crops and its normals whole films: showing a
-    # normal film as one of its tighter framings half of the time loosens that tie.
+    # The pool's COVID films are mostly tight crops and its normals whole films. Models 3.x
+    # read whole films and showed a normal film as one of its tighter framings half of the time
+    # (0.5) to loosen that tie; since model 4 the lung box fixes the framing instead (0).
     ap.add_argument("--crops", type=int, default=4, help="tighter framings per film written by `xray preprocess --crops`")
-    ap.add_argument("--crop-normal", type=float, default=0.5, help="probability a normal training film is shown as one of its tighter framings")
+    ap.add_argument("--crop-normal", type=float, default=0.0, help="probability a normal training film is shown as one of its tighter framings (3.x: 0.5)")
     ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
     ap.add_argument(
         "--process",
