@@ -1,12 +1,12 @@
 """Writes the fuzzers' seed corpora from the test fixtures.
 
-    python3 fuzz/seed.py            # -> fuzz/corpus/decode, fuzz/corpus/request
+    python3 fuzz/seed.py            # -> fuzz/corpus/decode, fuzz/corpus/request, fuzz/corpus/dicom
 
 decode: every fixture X-ray, every hostile fixture file, and small JPEG/PNG files cut from
 them (libFuzzer mutates small inputs far faster). request: one selector byte (Content-Type in
 bits 0-2, route in bits 3-5, binary body in bit 7; see fuzz_targets/request.rs) then a body, for JSON
 base64, raw image, S3 reference and malformed bodies. Regression inputs for fixed crashes
-live in fuzz/regressions/<target>/ and are copied in too.
+live in fuzz/regressions/<target>/ and are copied in too. dicom: the DICOM test files.
 """
 import base64
 import glob
@@ -31,6 +31,8 @@ def main():
     for f in images + hostile:
         data = open(f, "rb").read()
         write("decode", os.path.basename(f), data)
+    for f in sorted(glob.glob(os.path.join(FIX, "dicom", "*.dcm"))):
+        write("dicom", os.path.basename(f), open(f, "rb").read())
     smallest = min(images, key=os.path.getsize)
     small = open(smallest, "rb").read()
     b64 = base64.b64encode(small).decode()

@@ -276,8 +276,10 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::Empty | Error::Unreadable(_) => 400,
             Error::TooLarge { .. } => 413,
-            Error::NotAnImage | Error::UnsupportedFormat(_) => 415,
-            Error::Corrupt(_) => 422,
+            Error::NotAnImage
+            | Error::UnsupportedFormat(_)
+            | Error::UnsupportedTransferSyntax(_) => 415,
+            Error::Corrupt(_) | Error::UnsupportedModality(_) | Error::MultiFrame(_) => 422,
             Error::Model(_) => 500,
         };
         ApiError::new(status, e.code(), e.to_string())

@@ -8,8 +8,22 @@ pub enum Error {
     #[error("the input is empty")]
     Empty,
     /// The bytes start with no image signature we recognise.
-    #[error("the input is not an image (no JPEG or PNG signature)")]
+    #[error("the input is not an image (no JPEG, PNG or DICOM signature)")]
     NotAnImage,
+    /// A DICOM file in a transfer syntax the pure-Rust codecs do not read (JPEG 2000,
+    /// JPEG-LS, ...); the UID names it.
+    #[error(
+        "DICOM transfer syntax {0} is not supported: send uncompressed, deflated, RLE or JPEG (baseline or lossless) DICOM"
+    )]
+    UnsupportedTransferSyntax(String),
+    /// A DICOM file of a modality that makes no projection radiograph (CT, MR, US, ...).
+    #[error(
+        "DICOM modality {0} is not a chest radiograph: CR, DX, DR, or SC/OT of the chest are read"
+    )]
+    UnsupportedModality(String),
+    /// A multi-frame DICOM file: a series, not one film.
+    #[error("a DICOM file of {0} frames is a series, not one film: send one frame")]
+    MultiFrame(i64),
     /// A recognised image format that we do not read (GIF, BMP, TIFF, WebP, ...).
     #[error("unsupported image format '{0}': send JPEG or PNG")]
     UnsupportedFormat(String),
@@ -38,6 +52,9 @@ impl Error {
         match self {
             Error::Empty => "empty_input",
             Error::NotAnImage => "not_an_image",
+            Error::UnsupportedTransferSyntax(_) => "unsupported_transfer_syntax",
+            Error::UnsupportedModality(_) => "unsupported_modality",
+            Error::MultiFrame(_) => "multi_frame",
             Error::UnsupportedFormat(_) => "unsupported_format",
             Error::TooLarge { .. } => "too_large",
             Error::Corrupt(_) => "corrupt_image",

@@ -267,6 +267,59 @@ async fn trigger_round_trip_on_a_real_s3_server() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dicom_uploads_are_classified_or_refused_and_name_no_patient() {
+    let (_endpoint, store, _dir) = s3_server().await;
+    let dicom = |name: &str| {
+        std::fs::read(common::fixtures().join("dicom").join(name)).expect("DICOM fixture")
+    };
+    let uploads = [
+        ("uploads/ward 3/film.dcm", dicom("covid-12bit-window.dcm")),
+        ("uploads/ct.dcm", dicom("refused-ct.dcm")),
+    ];
+    for (key, bytes) in &uploads {
+        store
+            .put(BUCKET, key, bytes.clone(), "application/dicom")
+            .await
+            .expect("put upload");
+    }
+    let keys: Vec<&str> = uploads.iter().map(|u| u.0).collect();
+    let outcomes = trigger::handle_event(
+        &classifier(),
+        &store,
+        &TriggerConfig::default(),
+        put_event(&keys),
+        "req-dicom",
+    )
+    .await
+    .expect("handled");
+    assert!(
+        matches!(outcomes[0], Outcome::Classified { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(
+            outcomes[1],
+            Outcome::Rejected {
+                code: "unsupported_modality",
+                ..
+            }
+        ),
+        "{outcomes:?}"
+    );
+    let film = get_json(&store, "results/ward 3/film.dcm.json").await;
+    assert!(film["label"].is_string(), "{film}");
+    let ct = get_json(&store, "results/ct.dcm.json").await;
+    assert_eq!(ct["error"]["code"], "unsupported_modality");
+    for v in [film, ct] {
+        let text = v.to_string();
+        assert!(
+            !text.contains("PID-SECRET") && !text.contains("Doe"),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn a_looping_configuration_never_starts() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_xray-s3"))

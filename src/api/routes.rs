@@ -307,20 +307,20 @@ fn parse_predict_body(content_type: Option<&str>, body: Body) -> Result<ImageSou
     let is_json = |t: &str| t == "application/json" || t.ends_with("+json");
     match content_type {
         Some(t) if is_json(t) => parse_json_body(&body),
-        Some("image/jpeg" | "image/png" | "application/octet-stream") => {
+        Some("image/jpeg" | "image/png" | "application/dicom" | "application/octet-stream") => {
             Ok(ImageSource::Inline(body_bytes(body)))
         }
         Some(other) => Err(ApiError::new(
             415,
             "unsupported_media_type",
             format!(
-                "Content-Type '{other}' is not accepted; use application/json, image/jpeg, image/png or application/octet-stream"
+                "Content-Type '{other}' is not accepted; use application/json, image/jpeg, image/png, application/dicom or application/octet-stream"
             ),
         )),
         None => Err(ApiError::new(
             415,
             "unsupported_media_type",
-            "a Content-Type header is required: application/json, image/jpeg, image/png or application/octet-stream",
+            "a Content-Type header is required: application/json, image/jpeg, image/png, application/dicom or application/octet-stream",
         )),
     }
 }
@@ -386,7 +386,7 @@ fn decode_image_field(field: &str) -> Result<Vec<u8>, ApiError> {
                     "only base64 data URLs are accepted",
                 ));
             }
-            if !media.starts_with("image/") {
+            if !media.starts_with("image/") && media != "application/dicom" {
                 return Err(ApiError::new(
                     415,
                     "unsupported_media_type",

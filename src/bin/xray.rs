@@ -34,8 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Classify X-rays. PATHs are files or directories (searched recursively for .jpg, .jpeg
-    /// and .png). With --json, one JSON object per image on stdout.
+    /// Classify X-rays. PATHs are files or directories (searched recursively for .jpg, .jpeg,
+    /// .png, .dcm and .dicom). With --json, one JSON object per image on stdout.
     Predict {
         /// Print one JSON object per image instead of a table.
         #[arg(long)]
@@ -258,7 +258,7 @@ fn is_image_name(p: &Path) -> bool {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase)
             .as_deref(),
-        Some("jpg" | "jpeg" | "png")
+        Some("jpg" | "jpeg" | "png" | "dcm" | "dicom")
     )
 }
 

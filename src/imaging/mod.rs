@@ -1,6 +1,7 @@
-//! Image bytes to the model's input: decoders, the one preprocessing path shared by serving
-//! and training, and the resize it uses.
+//! Image bytes to the model's input: decoders (JPEG and PNG through `image`, DICOM through
+//! dicom-rs), the one preprocessing path shared by serving and training, and its resize.
 
+pub mod dicom;
 pub mod preprocess;
 mod resize;
 

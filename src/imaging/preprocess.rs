@@ -211,6 +211,11 @@ pub fn decode_gray_noted(
             detail: format!("{} bytes, limit {}", bytes.len(), limits.max_bytes),
         });
     }
+    if super::dicom::is_dicom(bytes) {
+        let gray = super::dicom::decode(bytes, limits)?;
+        let warnings = shape_warnings(gray.width(), gray.height());
+        return Ok((gray, warnings));
+    }
     let format = image::guess_format(bytes).map_err(|_| Error::NotAnImage)?;
     if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
         return Err(Error::UnsupportedFormat(
@@ -300,7 +305,7 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
     reader.into_dimensions().ok()
 }
 
-fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), Error> {
+pub(crate) fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), Error> {
     if w == 0 || h == 0 {
         return Err(Error::Corrupt(format!(
             "image has a zero dimension ({w}x{h})"

@@ -58,6 +58,16 @@ for (const label of ["covid", "normal"]) {
   });
 }
 
+test("a DICOM file is labelled like the film it holds", async () => {
+  const page = await browser.newPage();
+  await page.goto(base);
+  await page.setInputFiles("#file", path.join(root, "tests/fixtures/dicom/covid-8bit-explicit.dcm"));
+  await page.waitForSelector("#label, #error", { timeout: 30000 });
+  assert.ok(await page.isVisible("#label"), await page.textContent("#result"));
+  assert.match(await page.textContent("#result"), /not a medical device/i);
+  await page.close();
+});
+
 test("a file that is not an X-ray shows the error code", async () => {
   const page = await browser.newPage();
   await page.goto(base);
