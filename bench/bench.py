@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     ap.add_argument("--model", help="time this ONNX file (a candidate) instead of model/xray.onnx, through XRAY_MODEL_PATH")
+    ap.add_argument("--compare", metavar="ONNX", help="also time the warm handler and preprocessing with this other model file (its model.json beside it), in the same run: the cost of a new model's pipeline against the old one's")
     args = ap.parse_args()
     if args.model:
         if args.write_docs:
@@ -190,6 +191,11 @@ def main():
 
     out = subprocess.run([os.path.join(REL, "xray"), "bench", "--iterations", str(n), *FILES], check=True, capture_output=True, text=True).stdout
     rust = {r["name"]: r["median_ms"] for r in map(json.loads, out.splitlines())}
+    other = None
+    if args.compare:
+        env = dict(os.environ, XRAY_MODEL_PATH=os.path.abspath(args.compare))
+        out = subprocess.run([os.path.join(REL, "xray"), "bench", "--iterations", str(n), *FILES], check=True, capture_output=True, text=True, env=env).stdout
+        other = {r["name"]: r["median_ms"] for r in map(json.loads, out.splitlines())}
 
     tmp = tempfile.mkdtemp()
     for f in FILES:
@@ -216,6 +222,9 @@ def main():
         pil_pre = median_ms(lambda: ImageOps.equalize(pil_gray(f, size).resize((size, size), Image.BILINEAR)), n)
         rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize+equalise", pil_pre))
         rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "Python: json+base64+Pillow+onnxruntime", median_ms(lambda: pipeline(body), n)))
+        if other:
+            rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], f"the same with {os.path.basename(os.path.dirname(os.path.abspath(args.compare)))}'s model and pipeline", other[f"preprocess/{name}"]))
+            rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], f"the same with {os.path.basename(os.path.dirname(os.path.abspath(args.compare)))}'s model and pipeline", other[f"handler/{name}"]))
         if f == FILES[-1]:
             drafted = python_pipeline(sess, size, mean, std, draft=True)
             rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "the same with Pillow draft() (DCT-scaled decode)", median_ms(lambda: drafted(body), n)))

@@ -36,7 +36,7 @@ from split import SEED  # noqa: E402  (the split's seed, which the card names; a
 from train import LABELS, clahe, crop_path, data_args, load_split, roc_auc, unsharp  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "4.0.0"  # 4: the lung fields (a segmentation network crops each film to its lungs before the classifier), pool v2, no framing crops (the lung box fixes the framing), threshold from collection-held-out predictions. Before: 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it; .2.1: 3.2.0's weights and outputs, bit for bit, with each max-pool exported as rows then columns (train.split_max_pools), which tract runs faster
+VERSION = "3.2.1"  # The lung-field recipe (training/run-lungs.sh) is a candidate that has not been adopted (docs/research/4.x.md). Before: 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it; .2.1: 3.2.0's weights and outputs, bit for bit, with each max-pool exported as rows then columns (train.split_max_pools), which tract runs faster
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 # The card's description of each train.py --arch.
@@ -477,6 +477,7 @@ def main():
     ap.add_argument("--model", default="model")
     ap.add_argument("--fixtures", default="tests/fixtures")
     ap.add_argument("--holdout", help="holdout.py's holdout.json: the collection-held-out table")
+    ap.add_argument("--unseen", nargs="*", default=None, help="collections the model never saw in training (default: train.py's --leave-out)")
     args = ap.parse_args()
 
     sess, training, mean, std, threshold = open_model(args.model)
@@ -495,6 +496,7 @@ def main():
     test["ci95"] = bootstrap_ci(p, is_covid, [r["group"] for r in rows], threshold)
     test["by_source"] = breakdown(rows, p, is_covid, threshold, "source")
     test["by_view"] = breakdown(rows, p, is_covid, threshold, "view")
+    test["unseen_collections"] = args.unseen if args.unseen is not None else training.get("left_out_sources", [])
     x = load_x(rows, mean, std)
     test["shortcut_probes_roc_auc"] = hidden_region_auc(sess, x, is_covid, mean, std)
     test["field_of_view_probe"] = field_of_view_probe(sess, x, p, is_covid, threshold)
@@ -503,7 +505,9 @@ def main():
     occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, args.model, args.data)
     val = metrics(results["val"][1], results["val"][2], threshold)
     plots(args.model, p, is_covid, threshold, test, rows, args.data)
-    lungs = lung_report(args.model, args.data, args.pre, splits, args.model)
+    # The lung finder's figures belong on the card of a model that reads the lung fields.
+    reads_lungs = params["version"].startswith("gray-trim-lungbox")
+    lungs = lung_report(args.model, args.data, args.pre, splits, args.model) if reads_lungs else None
     holdout = None
     if args.holdout:
         held = json.load(open(args.holdout))
@@ -753,8 +757,8 @@ def holdout_text(card):
     return f"""## Hospitals it has never seen: one collection left out
 
 The nearest thing the pool has to a hospital in no collection: the same recipe trained with a
-whole collection left out of training and validation (`training/holdout.py`, {', '.join(map(str, epochs))} epochs each;
-`{' '.join(h.get('train_args') or [])}`), then every film of that collection classified, here at this model's threshold.
+whole collection left out of training and validation (`training/holdout.py`, {', '.join(map(str, epochs))} epochs each{', `' + ' '.join(h['train_args']) + '`' if h.get('train_args') else ''}),
+then every film of that collection classified, here at this model's threshold.
 These figures, not the in-pool ones, are what a new hospital should expect.
 
 | left out | films | measured | at the shipped threshold | mean P(covid) |
@@ -762,6 +766,16 @@ These figures, not the in-pool ones, are what a new hospital should expect.
 {rows}
 {pooled_line}
 """
+
+
+def unseen_sentence(t):
+    unseen = t.get("unseen_collections") or []
+    if not unseen:
+        return ""
+    return (
+        f" This model never saw {', '.join('`' + u + '`' for u in unseen)} in training: their rows are"
+        " held-out collections, the nearest the pool has to a hospital it does not hold."
+    )
 
 
 def lungs_text(card):
@@ -888,7 +902,7 @@ framing; `tests/robustness.rs` runs the same check through the served pipeline.
 ### By collection and view (test)
 
 Each collection holds one class, so its share called right is its specificity (normals) or
-sensitivity (COVID-19). `kermany-normal` is the children.
+sensitivity (COVID-19). `kermany-normal` is the children.{unseen_sentence(t)}
 
 | collection | n | called right | mean P(covid) |
 |---|---|---|---|

@@ -258,7 +258,7 @@ def add_noise(x, chosen, noise, level):
     return x
 
 
-def augment(x, gen):
+def augment(x, gen, zoom=(0.6, 1.2), periphery=0.4):
     """Augment a uint8 batch [B,1,S,S] -> float [B,1,S,S] in [0,1].
 
     Each step denies a shortcut the data README warns of:
@@ -273,7 +273,7 @@ def augment(x, gen):
     # Zoom: <1 crops in, >1 shows the whole film. Wide, because the collections differ in field
     # of view (tight publication crops of COVID films, whole NIH films with neck and abdomen):
     # with 0.75-1.1, the central 80% of a normal NIH film read as COVID.
-    scale = 0.6 + 0.6 * u(b)
+    scale = zoom[0] + (zoom[1] - zoom[0]) * u(b)
     aspect = torch.exp((u(b) - 0.5) * 0.4)
     angle = (u(b) - 0.5) * math.radians(20)
     flip = torch.where(u(b) < 0.5, -1.0, 1.0)
@@ -318,11 +318,11 @@ def augment(x, gen):
             y0 = int(u(1).item() * (s - h))
             x0 = int(u(1).item() * (s - w))
             x[i, :, y0 : y0 + h, x0 : x0 + w] = 1.0 if u(1).item() < 0.7 else 0.0
-    # Hide the periphery on 40% of the images: everything outside a random central box becomes
+    # Hide the periphery on a fraction of the images (`periphery`, 0.4 by default): everything outside a random central box becomes
     # one flat value, so the class must be read from the lung fields, not from the corners,
     # collimation edges, positioning or body outline that differ between collections.
     for i in range(b):
-        if u(1).item() < 0.6:
+        if u(1).item() < 1 - periphery:
             continue
         fw, fh = 0.5 + 0.35 * u(1).item(), 0.55 + 0.35 * u(1).item()
         cx, cy = 0.5 + (u(1).item() - 0.5) * 0.1, 0.5 + (u(1).item() - 0.5) * 0.1
@@ -550,11 +550,11 @@ def parse_args(argv=None):
         default=0.5,
         help="only epochs after this fraction of the epochs are validated and can be chosen (earlier epochs record their training loss only); 0: every epoch",
     )
-    # The pool's COVID films are mostly tight crops and its normals whole films. Models 3.x
-    # read whole films and showed a normal film as one of its tighter framings half of the time
-    # (0.5) to loosen that tie; since model 4 the lung box fixes the framing instead (0).
+    # The pool's COVID films are mostly tight crops and its normals whole films: the shipped
+    # recipe (3.x, whole films) shows a normal film as one of its tighter framings half of the
+    # time to loosen that tie. The lung-field recipe sets it to 0: the lung box fixes the framing.
     ap.add_argument("--crops", type=int, default=4, help="tighter framings per film written by `xray preprocess --crops`")
-    ap.add_argument("--crop-normal", type=float, default=0.0, help="probability a normal training film is shown as one of its tighter framings (3.x: 0.5)")
+    ap.add_argument("--crop-normal", type=float, default=0.5, help="probability a normal training film is shown as one of its tighter framings (the lung-field recipe: 0)")
     ap.add_argument("--crop-covid", type=float, default=0.0, help="the same for a COVID film (most are tight crops already)")
     ap.add_argument(
         "--process",
@@ -567,6 +567,13 @@ def parse_args(argv=None):
         type=float,
         default=0.5,
         help="fraction of training films given a random contrast-limited adaptive histogram equalisation, then equalised again: clahe_like_another_hospital",
+    )
+    ap.add_argument("--zoom", type=float, nargs=2, default=[0.6, 1.2], metavar=("LO", "HI"), help="range of the random zoom (below 1 crops in)")
+    ap.add_argument(
+        "--periphery",
+        type=float,
+        default=0.4,
+        help="fraction of training films whose outside of a random central box is made flat (whole films: corners and collimation must not carry the class)",
     )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
@@ -611,7 +618,7 @@ def train_batch(net, opt, sched, data, idx, args, gen, class_weight):
     framed = frame(data["xtr"][idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
     framed = process_like_another_hospital(framed, args.process, gen)
     framed = clahe_like_another_hospital(framed, args.clahe, gen)
-    xb = normalise(augment(framed, gen), mean, std)
+    xb = normalise(augment(framed, gen, tuple(args.zoom), args.periphery), mean, std)
     device = class_weight.device
     loss = F.cross_entropy(net(xb.to(device)), ytr[idx].to(device), weight=class_weight)
     opt.zero_grad()
@@ -740,6 +747,8 @@ def main(argv=None):
         "framing_crops": {"per_film": args.crops, "p_normal": args.crop_normal, "p_covid": args.crop_covid},
         "hospital_processing": args.process,
         "hospital_clahe": args.clahe,
+        "zoom": args.zoom,
+        "periphery": args.periphery,
         "candidates_from_epoch": math.floor(args.select_from * args.epochs) + 1,
         "tta": False,
         "val_auc_plain": auc,
