@@ -50,10 +50,10 @@ def main():
     }
     for name, data in requests.items():
         write("request", name, data)
-    for target in ("decode", "request"):
+    for target in ("decode", "request", "dicom"):
         for f in glob.glob(os.path.join(ROOT, "fuzz", "regressions", target, "*")):
             shutil.copy(f, os.path.join(OUT, target))
-    for target in ("decode", "request"):
+    for target in ("decode", "request", "dicom"):
         print(target, len(os.listdir(os.path.join(OUT, target))), "seeds")
 
 

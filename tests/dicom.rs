@@ -229,7 +229,7 @@ fn the_cli_finds_dcm_files_in_directories() {
         .filter(|l| l.contains(".dcm"))
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    assert_eq!(lines.len(), 18, "{stdout}");
+    assert_eq!(lines.len(), 19, "{stdout}");
     let answered = lines.iter().filter(|l| l["label"].is_string()).count();
     assert_eq!(answered, READABLE.len(), "{stdout}");
     assert!(!stdout.contains("PID-SECRET"));

@@ -14,6 +14,13 @@
 //!    and VOI LUT function, as the standard defines them), or the stored range when the file
 //!    has no window; MONOCHROME1 is inverted so that bone is always bright.
 //!
+//! **Every length is checked before the parser sees it.** A DICOM element declares its own
+//! length, and a parser that trusts it allocates that much before reading: a 6 MB body that
+//! claims a 4 GB element would end the process. [`check_lengths`] walks the file's element
+//! headers first (the file meta group, the data set, sequences, items and encapsulated
+//! fragments) and refuses any that claims more bytes than the file holds. Deflated and
+//! big-endian data sets, which it cannot walk, are refused as unsupported.
+//!
 //! **Patient data never leaves this module.** Only the technical attributes (modality,
 //! photometric interpretation, bits stored, transfer syntax) may appear in an error message,
 //! and the parser's own errors, which could quote a value, are replaced by fixed text.
@@ -40,6 +47,123 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
     bytes.get(PREAMBLE..PREAMBLE + 4) == Some(b"DICM".as_slice())
 }
 
+/// Implicit VR little endian, the one transfer syntax whose data set has no VRs.
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+
+/// Transfer syntaxes whose data sets [`check_lengths`] cannot walk: deflated explicit VR
+/// little endian (compressed), explicit VR big endian (retired).
+const NOT_WALKED: [&str; 3] = [
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.4.50.99",
+];
+
+/// VRs of explicit encoding whose length is 4 bytes after 2 reserved ones.
+const LONG_VRS: [&[u8; 2]; 13] = [
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV",
+];
+
+/// Walks every element header of `body` (the file after its preamble: `DICM`, the file meta
+/// group in explicit VR, then the data set, explicit or `implicit`) and refuses any element,
+/// item or fragment that claims more bytes than remain. Sequences and items are walked into,
+/// so nested lengths are checked too; nothing is allocated.
+pub fn check_lengths(body: &[u8], implicit: bool) -> Result<(), Error> {
+    let too_long =
+        || Error::Corrupt("a DICOM element claims more bytes than the file holds".into());
+    let truncated = || Error::Corrupt("the DICOM file ends inside an element header".into());
+    let u16_at = |at: usize| -> Option<u16> {
+        Some(u16::from_le_bytes(body.get(at..at + 2)?.try_into().ok()?))
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?))
+    };
+    let mut pos = 4; // after "DICM"
+    // Inside encapsulated pixel data, an item holds fragment bytes, not elements.
+    let mut fragments = false;
+    while pos < body.len() {
+        let group = u16_at(pos).ok_or_else(truncated)?;
+        let element = u16_at(pos + 2).ok_or_else(truncated)?;
+        // The file meta group (0002) is always explicit VR.
+        let explicit = group == 0x0002 || !implicit;
+        let (header, length, container) = if group == 0xFFFE {
+            // Item, item delimiter, sequence delimiter: tag and a 4-byte length, no VR. An
+            // item of a sequence holds elements (walked into); a fragment holds bytes.
+            if element == 0xE0DD {
+                fragments = false;
+            }
+            (
+                8,
+                u32_at(pos + 4).ok_or_else(truncated)?,
+                element == 0xE000 && !fragments,
+            )
+        } else if explicit {
+            let vr: &[u8] = body.get(pos + 4..pos + 6).ok_or_else(truncated)?;
+            if LONG_VRS.iter().any(|v| v.as_slice() == vr) {
+                (12, u32_at(pos + 8).ok_or_else(truncated)?, vr == b"SQ")
+            } else {
+                (8, u32::from(u16_at(pos + 6).ok_or_else(truncated)?), false)
+            }
+        } else {
+            let length = u32_at(pos + 4).ok_or_else(truncated)?;
+            // Implicit VR names no SQ: a value that starts with an item tag is a sequence.
+            let starts_item =
+                body.get(pos + 8..pos + 12) == Some([0xFE, 0xFF, 0x00, 0xE0].as_slice());
+            (8, length, starts_item)
+        };
+        let value = pos + header;
+        if (group, element) == (0x7FE0, 0x0010) && length == u32::MAX {
+            fragments = true;
+        }
+        if length == u32::MAX || container {
+            // Undefined length (sequences, encapsulated pixel data) or a container of defined
+            // length: what follows is more headers, walked in turn.
+            if length != u32::MAX && length as usize > body.len().saturating_sub(value) {
+                return Err(too_long());
+            }
+            pos = value;
+            continue;
+        }
+        if group == 0xFFFE {
+            // A delimiter (length 0) or an encapsulated fragment (its bytes).
+            if length as usize > body.len().saturating_sub(value) {
+                return Err(too_long());
+            }
+            pos = value + length as usize;
+            continue;
+        }
+        if length as usize > body.len().saturating_sub(value) {
+            return Err(too_long());
+        }
+        pos = value + length as usize;
+    }
+    Ok(())
+}
+
+/// The prefix of the JPEG transfer syntaxes (baseline, extended, lossless, ...).
+const JPEG_FAMILY: &str = "1.2.840.10008.1.2.4.";
+
+/// The JPEG decoder sizes its buffers from the JPEG frame header, not from Rows and Columns:
+/// every start-of-frame marker in the encapsulated data must describe at most the image the
+/// data set declares. Inside entropy-coded data an `FF` byte is always followed by `00` or a
+/// restart marker, so a start-of-frame marker cannot appear there by accident.
+fn check_jpeg_frames(body: &[u8], cols: u32, rows: u32) -> Result<(), Error> {
+    for at in 0..body.len().saturating_sub(9) {
+        let sof = body[at] == 0xFF
+            && matches!(body[at + 1], 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF);
+        if !sof {
+            continue;
+        }
+        let h = u32::from(u16::from_be_bytes([body[at + 5], body[at + 6]]));
+        let w = u32::from(u16::from_be_bytes([body[at + 7], body[at + 8]]));
+        if h > rows || w > cols {
+            return Err(Error::Corrupt(format!(
+                "a JPEG frame of {w}x{h} in a DICOM image of {cols}x{rows}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Modalities whose images are projection radiographs.
 const RADIOGRAPHS: [&str; 3] = ["CR", "DX", "DR"];
 
@@ -52,9 +176,11 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     let supported = TransferSyntaxRegistry
         .get(&uid)
         .is_some_and(|ts| ts.can_decode_all());
-    if !supported {
+    let implicit = uid == IMPLICIT_VR_LE;
+    if !supported || NOT_WALKED.contains(&uid.as_str()) {
         return Err(Error::UnsupportedTransferSyntax(printable(&uid)));
     }
+    check_lengths(body, implicit)?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(body)
@@ -108,13 +234,16 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
         return Err(Error::Corrupt("the DICOM file has no pixel data".into()));
     }
 
+    if uid.starts_with(JPEG_FAMILY) {
+        check_jpeg_frames(body, side(cols), side(rows))?;
+    }
     let decoded = obj
         .decode_pixel_data()
         .map_err(|_| Error::Corrupt("the DICOM pixel data could not be decoded".into()))?;
     let (w, h) = (decoded.columns(), decoded.rows());
     let pixels = (w as usize) * (h as usize);
     // Modality LUT only; the window is applied below, to 8 bits.
-    let values: Vec<f64> = decoded
+    let values: Vec<f32> = decoded
         .to_vec_frame_with_options(
             0,
             &ConvertOptions::new().with_voi_lut(VoiLutOption::Identity),
@@ -164,17 +293,17 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
 }
 
 /// Values to 0-255: through the window when there is one, else their own range.
-fn to_8bit(values: &[f64], window: Option<WindowLevelTransform>) -> Vec<u8> {
+fn to_8bit(values: &[f32], window: Option<WindowLevelTransform>) -> Vec<u8> {
     match window {
         Some(t) => values
             .iter()
-            .map(|&v| t.apply(v, 255.0).round().clamp(0.0, 255.0) as u8)
+            .map(|&v| t.apply(f64::from(v), 255.0).round().clamp(0.0, 255.0) as u8)
             .collect(),
         None => {
             let (lo, hi) = values
                 .iter()
                 .filter(|v| v.is_finite())
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
                     (lo.min(v), hi.max(v))
                 });
             let span = if hi > lo { hi - lo } else { 1.0 };
@@ -213,6 +342,7 @@ mod tests {
     #[test]
     fn the_stored_range_or_the_window_gives_eight_bits() {
         assert_eq!(to_8bit(&[100.0, 612.5, 1125.0], None), vec![0, 128, 255]);
+        assert_eq!(to_8bit(&[f32::NAN, 1.0, 3.0], None), vec![0, 0, 255]);
         let window = WindowLevelTransform::new(
             VoiLutFunction::Linear,
             dicom_pixeldata::WindowLevel {
@@ -223,6 +353,55 @@ mod tests {
         let g = to_8bit(&[-1000.0, 0.0, 50.0, 100.0, 4000.0], Some(window));
         assert_eq!((g[0], g[1], g[4]), (0, 0, 255));
         assert!((126..=129).contains(&g[2]), "{g:?}");
+    }
+
+    #[test]
+    fn lengths_past_the_end_are_refused_before_parsing() {
+        // DICM, then (0002,0010) UI of 4 bytes, then (7FE0,0010) OB claiming 4 GB - 2.
+        let mut body = b"DICM".to_vec();
+        body.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', 4, 0]);
+        body.extend_from_slice(b"1.2\0");
+        let head = body.clone();
+        body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+        body.extend_from_slice(&[1, 2, 3, 4]);
+        assert!(check_lengths(&body, false).is_err());
+        assert!(check_lengths(&head, false).is_ok());
+        // The same element honest about its 4 bytes.
+        let mut ok = head.clone();
+        ok.extend_from_slice(&[
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4,
+        ]);
+        assert!(check_lengths(&ok, false).is_ok());
+        // Implicit VR: (7FE0,0010) claiming 4 GB - 2.
+        let mut implicit = head.clone();
+        implicit.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00]);
+        implicit.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+        assert!(check_lengths(&implicit, true).is_err());
+        // An item inside an undefined-length sequence that claims too much.
+        let mut nested = head.clone();
+        nested.extend_from_slice(&[
+            0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        nested.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0]);
+        nested.extend_from_slice(&[0x08, 0x00, 0x50, 0x11, b'U', b'T', 0, 0]);
+        nested.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
+        assert!(check_lengths(&nested, false).is_err());
+        // Every test file walks clean, but the one the fuzzer made.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom");
+        for entry in std::fs::read_dir(dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            let hostile = path.to_string_lossy().contains("hostile");
+            if path.extension().is_some_and(|e| e == "dcm") && !hostile {
+                let bytes = std::fs::read(&path).expect("read");
+                let implicit = path.to_string_lossy().contains("implicit");
+                assert!(
+                    check_lengths(&bytes[PREAMBLE..], implicit).is_ok(),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
     }
 
     #[test]
