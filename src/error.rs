@@ -13,7 +13,7 @@ pub enum Error {
     /// A DICOM file in a transfer syntax the pure-Rust codecs do not read (JPEG 2000,
     /// JPEG-LS, ...); the UID names it.
     #[error(
-        "DICOM transfer syntax {0} is not supported: send uncompressed, deflated, RLE or JPEG (baseline or lossless) DICOM"
+        "DICOM transfer syntax {0} is not supported: send uncompressed (little endian), RLE or JPEG (baseline or lossless) DICOM"
     )]
     UnsupportedTransferSyntax(String),
     /// A DICOM file of a modality that makes no projection radiograph (CT, MR, US, ...).

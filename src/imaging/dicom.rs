@@ -4,8 +4,8 @@
 //! become the 8-bit gray film a viewer would show, then go through the same preprocessing as
 //! every JPEG and PNG:
 //! 1. the transfer syntax must be one the pure-Rust codecs read (implicit and explicit VR
-//!    little endian, deflated, RLE lossless, JPEG baseline, extended and lossless); any other
-//!    is refused, naming its UID;
+//!    little endian, RLE lossless, JPEG baseline, extended and lossless); any other is
+//!    refused, naming its UID;
 //! 2. the modality must be a radiograph: CR, DX or DR, or a secondary capture (SC, OT) whose
 //!    body part is the chest; CT, MR, US, NM and the rest are refused;
 //! 3. one frame only, and Rows x Columns within the same limits as any image, checked before
