@@ -93,6 +93,25 @@ fn files_that_are_no_chest_radiograph_or_cannot_be_read_are_refused() {
             .0,
         "corrupt_image"
     );
+    // Found by the dicom fuzz target: an element whose declared length runs past the end of
+    // the file, which a parser trusting it would allocate (the fuzzer's process reached
+    // 2.7 GB), refused from the header walk before the parser runs; and RLE data that made
+    // the RLE decoder index out of bounds, a panic contained and refused.
+    for name in ["hostile-fuzzed-oom.dcm", "hostile-fuzzed-rle-panic.dcm"] {
+        assert_eq!(
+            code(&read(name)).expect_err(name).0,
+            "corrupt_image",
+            "{name}"
+        );
+    }
+    // A JPEG frame header that claims more than the data set's Rows and Columns.
+    let mut jpeg = read("normal-jpeg-baseline.dcm");
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xF0, 0xFF, 0xF0]);
+    assert_eq!(code(&jpeg).expect_err("huge JPEG frame").0, "corrupt_image");
     // Truncated anywhere: an error, never a panic.
     let whole = read("normal-12bit-window.dcm");
     for cut in [130, 140, 300, 1_000, whole.len() / 2, whole.len() - 1] {
@@ -229,7 +248,7 @@ fn the_cli_finds_dcm_files_in_directories() {
         .filter(|l| l.contains(".dcm"))
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    assert_eq!(lines.len(), 19, "{stdout}");
+    assert_eq!(lines.len(), 20, "{stdout}");
     let answered = lines.iter().filter(|l| l["label"].is_string()).count();
     assert_eq!(answered, READABLE.len(), "{stdout}");
     assert!(!stdout.contains("PID-SECRET"));

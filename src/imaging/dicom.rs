@@ -237,18 +237,24 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     if uid.starts_with(JPEG_FAMILY) {
         check_jpeg_frames(body, side(cols), side(rows))?;
     }
-    let decoded = obj
-        .decode_pixel_data()
-        .map_err(|_| Error::Corrupt("the DICOM pixel data could not be decoded".into()))?;
+    // The codecs index into the data as its headers say, and a hostile file can make one of
+    // them panic (the fuzzer found it in the RLE decoder): contain it as a corrupt image.
+    let corrupt = || Error::Corrupt("the DICOM pixel data could not be decoded".into());
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| corrupt())?
+            .map_err(|_| corrupt())?;
     let (w, h) = (decoded.columns(), decoded.rows());
     let pixels = (w as usize) * (h as usize);
     // Modality LUT only; the window is applied below, to 8 bits.
-    let values: Vec<f32> = decoded
-        .to_vec_frame_with_options(
+    let values: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decoded.to_vec_frame_with_options(
             0,
             &ConvertOptions::new().with_voi_lut(VoiLutOption::Identity),
         )
-        .map_err(|_| Error::Corrupt("the DICOM pixel values could not be read".into()))?;
+    }))
+    .map_err(|_| corrupt())?
+    .map_err(|_| corrupt())?;
     let gray: Vec<u8> = if samples == 3 {
         let rgb = to_8bit(&values, None);
         rgb.chunks_exact(3)
