@@ -322,6 +322,27 @@ pub fn lambda_environment_from(get: impl Fn(&str) -> Option<String>) -> Result<b
     Ok(true)
 }
 
+/// The `main` of a binary whose work is `body`, run on a fresh async runtime: a failure to
+/// start (a bad setting, a port in use, a partial Lambda environment) is one line on stderr
+/// and in the log, and exit status 2, never a panic or a backtrace.
+pub fn run_binary(
+    name: &str,
+    body: impl std::future::Future<Output = Result<(), String>>,
+) -> std::process::ExitCode {
+    let fail = |message: &str| {
+        tracing::error!("{message}");
+        eprintln!("{name}: {message}");
+        std::process::ExitCode::from(2)
+    };
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => match runtime.block_on(body) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => fail(&message),
+        },
+        Err(e) => fail(&format!("cannot start the async runtime: {e}")),
+    }
+}
+
 /// Starts logging to stderr as Lambda's advanced logging controls ask: JSON lines when
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`, the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`,
 /// else info. Colours only when stderr is a terminal, so redirected logs stay plain text.

@@ -35,20 +35,7 @@ struct Args {}
 
 fn main() -> ExitCode {
     Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
-    }
-}
-
-fn fail(message: &str) -> ExitCode {
-    tracing::error!("{message}");
-    eprintln!("xray-s3: {message}");
-    ExitCode::from(2)
+    config::run_binary("xray-s3", run())
 }
 
 async fn run() -> Result<(), String> {

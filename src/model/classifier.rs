@@ -387,15 +387,20 @@ fn model_err(e: impl std::fmt::Display) -> Error {
 }
 
 fn build_plan(onnx: &[u8]) -> Result<Plan, Error> {
+    let plan = runnable_plan(onnx).map_err(model_err)?;
+    PLANS_BUILT.fetch_add(1, Ordering::SeqCst);
+    Ok(plan)
+}
+
+/// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the classifier
+/// and the lung finder are both built this way.
+pub(crate) fn runnable_plan(onnx: &[u8]) -> TractResult<Plan> {
     let side = INPUT_SIZE as usize;
-    let plan = tract_onnx::onnx()
+    tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(onnx))
         .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, side, side]).into()))
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
-        .map_err(model_err)?;
-    PLANS_BUILT.fetch_add(1, Ordering::SeqCst);
-    Ok(plan)
 }
 
 #[cfg(test)]

@@ -136,12 +136,7 @@ impl std::fmt::Debug for LungFinder {
 impl LungFinder {
     /// Builds the plan from the finder's ONNX bytes.
     pub fn from_onnx(onnx: &[u8]) -> Result<LungFinder, Error> {
-        let side = INPUT_SIZE as usize;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(onnx))
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, side, side]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
+        let plan = super::classifier::runnable_plan(onnx)
             .map_err(|e| Error::Model(format!("lung finder: {e}")))?;
         Ok(LungFinder { plan })
     }
