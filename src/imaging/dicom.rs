@@ -58,16 +58,29 @@ const NOT_WALKED: [&str; 3] = [
     "1.2.840.10008.1.2.4.50.99",
 ];
 
-/// VRs of explicit encoding whose length is 4 bytes after 2 reserved ones.
-const LONG_VRS: [&[u8; 2]; 13] = [
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV",
+/// VRs of explicit encoding whose length is the 2 bytes after the VR (PS3.5 7.1.2). Every
+/// other VR, an unknown one included, has 2 reserved bytes and a 4-byte length: the parser
+/// reads an unknown VR as UN, so the walk must too, or a file could show the walk a short
+/// length and the parser a 4 GB one.
+const SHORT_VRS: [&[u8; 2]; 21] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 ];
+
+/// What [`check_lengths`] walks: the file meta group alone (before its transfer syntax is
+/// known), or the whole file with a data set in explicit or implicit VR.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Walk {
+    MetaGroup,
+    Explicit,
+    Implicit,
+}
 
 /// Walks every element header of `body` (the file after its preamble: `DICM`, the file meta
 /// group in explicit VR, then the data set, explicit or `implicit`) and refuses any element,
 /// item or fragment that claims more bytes than remain. Sequences and items are walked into,
 /// so nested lengths are checked too; nothing is allocated.
-pub fn check_lengths(body: &[u8], implicit: bool) -> Result<(), Error> {
+pub fn check_lengths(body: &[u8], walk: Walk) -> Result<(), Error> {
     let too_long =
         || Error::Corrupt("a DICOM element claims more bytes than the file holds".into());
     let truncated = || Error::Corrupt("the DICOM file ends inside an element header".into());
@@ -83,8 +96,11 @@ pub fn check_lengths(body: &[u8], implicit: bool) -> Result<(), Error> {
     while pos < body.len() {
         let group = u16_at(pos).ok_or_else(truncated)?;
         let element = u16_at(pos + 2).ok_or_else(truncated)?;
+        if walk == Walk::MetaGroup && group != 0x0002 {
+            return Ok(());
+        }
         // The file meta group (0002) is always explicit VR.
-        let explicit = group == 0x0002 || !implicit;
+        let explicit = group == 0x0002 || walk != Walk::Implicit;
         let (header, length, container) = if group == 0xFFFE {
             // Item, item delimiter, sequence delimiter: tag and a 4-byte length, no VR. An
             // item of a sequence holds elements (walked into); a fragment holds bytes.
@@ -98,10 +114,10 @@ pub fn check_lengths(body: &[u8], implicit: bool) -> Result<(), Error> {
             )
         } else if explicit {
             let vr: &[u8] = body.get(pos + 4..pos + 6).ok_or_else(truncated)?;
-            if LONG_VRS.iter().any(|v| v.as_slice() == vr) {
-                (12, u32_at(pos + 8).ok_or_else(truncated)?, vr == b"SQ")
-            } else {
+            if SHORT_VRS.iter().any(|v| v.as_slice() == vr) {
                 (8, u32::from(u16_at(pos + 6).ok_or_else(truncated)?), false)
+            } else {
+                (12, u32_at(pos + 8).ok_or_else(truncated)?, vr == b"SQ")
             }
         } else {
             let length = u32_at(pos + 4).ok_or_else(truncated)?;
@@ -170,17 +186,23 @@ const RADIOGRAPHS: [&str; 3] = ["CR", "DX", "DR"];
 /// Decodes a DICOM file to the 8-bit gray film a viewer shows.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     let body = bytes.get(PREAMBLE..).unwrap_or_default();
+    // The meta reader, too, allocates what an element claims before reading it.
+    check_lengths(body, Walk::MetaGroup)?;
     let meta = FileMetaTable::from_reader(body)
         .map_err(|_| Error::Corrupt("the DICOM file meta information could not be read".into()))?;
     let uid = meta.transfer_syntax().to_string();
     let supported = TransferSyntaxRegistry
         .get(&uid)
         .is_some_and(|ts| ts.can_decode_all());
-    let implicit = uid == IMPLICIT_VR_LE;
+    let walk = if uid == IMPLICIT_VR_LE {
+        Walk::Implicit
+    } else {
+        Walk::Explicit
+    };
     if !supported || NOT_WALKED.contains(&uid.as_str()) {
         return Err(Error::UnsupportedTransferSyntax(printable(&uid)));
     }
-    check_lengths(body, implicit)?;
+    check_lengths(body, walk)?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(body)
@@ -371,19 +393,19 @@ mod tests {
         body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
         body.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
         body.extend_from_slice(&[1, 2, 3, 4]);
-        assert!(check_lengths(&body, false).is_err());
-        assert!(check_lengths(&head, false).is_ok());
+        assert!(check_lengths(&body, Walk::Explicit).is_err());
+        assert!(check_lengths(&head, Walk::Explicit).is_ok());
         // The same element honest about its 4 bytes.
         let mut ok = head.clone();
         ok.extend_from_slice(&[
             0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4,
         ]);
-        assert!(check_lengths(&ok, false).is_ok());
+        assert!(check_lengths(&ok, Walk::Explicit).is_ok());
         // Implicit VR: (7FE0,0010) claiming 4 GB - 2.
         let mut implicit = head.clone();
         implicit.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00]);
         implicit.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
-        assert!(check_lengths(&implicit, true).is_err());
+        assert!(check_lengths(&implicit, Walk::Implicit).is_err());
         // An item inside an undefined-length sequence that claims too much.
         let mut nested = head.clone();
         nested.extend_from_slice(&[
@@ -392,7 +414,19 @@ mod tests {
         nested.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0]);
         nested.extend_from_slice(&[0x08, 0x00, 0x50, 0x11, b'U', b'T', 0, 0]);
         nested.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
-        assert!(check_lengths(&nested, false).is_err());
+        assert!(check_lengths(&nested, Walk::Explicit).is_err());
+        // A VR the standard does not define has a 4-byte length, as the parser reads it: in
+        // the file meta group, before the transfer syntax is known, it claims 2.3 GB.
+        let mut unknown = b"DICM".to_vec();
+        unknown.extend_from_slice(&[0x02, 0x00, 0x03, 0x00, b'U', b'~', 0x7E, 0x83]);
+        unknown.extend_from_slice(&0x8987_8684u32.to_le_bytes());
+        unknown.extend_from_slice(b"1.2\0");
+        assert!(check_lengths(&unknown, Walk::MetaGroup).is_err());
+        // The meta group walk stops where the data set starts, whatever follows.
+        let mut meta = head.clone();
+        meta.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00]);
+        meta.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+        assert!(check_lengths(&meta, Walk::MetaGroup).is_ok());
         // Every test file walks clean, but the one the fuzzer made.
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom");
         for entry in std::fs::read_dir(dir).expect("fixtures") {
@@ -400,9 +434,13 @@ mod tests {
             let hostile = path.to_string_lossy().contains("hostile");
             if path.extension().is_some_and(|e| e == "dcm") && !hostile {
                 let bytes = std::fs::read(&path).expect("read");
-                let implicit = path.to_string_lossy().contains("implicit");
+                let walk = if path.to_string_lossy().contains("implicit") {
+                    Walk::Implicit
+                } else {
+                    Walk::Explicit
+                };
                 assert!(
-                    check_lengths(&bytes[PREAMBLE..], implicit).is_ok(),
+                    check_lengths(&bytes[PREAMBLE..], walk).is_ok(),
                     "{}",
                     path.display()
                 );
