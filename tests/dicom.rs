@@ -110,6 +110,17 @@ fn files_that_are_no_chest_radiograph_or_cannot_be_read_are_refused() {
             "{name}"
         );
     }
+    // Uncompressed pixel data shorter than Rows x Columns says: refused before a decoder
+    // allocates the image the header claims.
+    let mut short = read("normal-8bit-explicit.dcm");
+    let rows = short
+        .windows(6)
+        .position(|w| w == [0x28, 0x00, 0x10, 0x00, b'U', b'S'])
+        .expect("a Rows element");
+    short[rows + 8..rows + 10].copy_from_slice(&4000u16.to_le_bytes());
+    let e = code(&short).expect_err("short pixel data");
+    assert_eq!(e.0, "corrupt_image");
+    assert!(e.1.contains("pixel data holds"), "{}", e.1);
     // A JPEG frame header that claims more than the data set's Rows and Columns.
     let mut jpeg = read("normal-jpeg-baseline.dcm");
     let sof = jpeg

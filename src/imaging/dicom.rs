@@ -252,8 +252,24 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
             "{allocated} bits allocated: only 8 and 16 are read"
         )));
     }
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    let Some(pixel_data) = obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
         return Err(Error::Corrupt("the DICOM file has no pixel data".into()));
+    };
+    // The decoders allocate what Rows x Columns x samples say; uncompressed pixel data must
+    // hold that many bytes, so a small file cannot make them allocate a large image.
+    let needed = side(rows) as u64 * side(cols) as u64 * samples as u64 * (allocated as u64 / 8);
+    if let Some(held) = pixel_data.header().len.get() {
+        if u64::from(held) < needed {
+            return Err(Error::Corrupt(format!(
+                "the pixel data holds {held} bytes where {cols}x{rows} needs {needed}"
+            )));
+        }
+    }
+    // A colour capture is converted through three values per pixel.
+    if samples == 3 && 3 * side(rows) as u64 * side(cols) as u64 > limits.max_pixels {
+        return Err(Error::Corrupt(
+            "a colour DICOM image larger than a third of the pixel limit".into(),
+        ));
     }
 
     if uid.starts_with(JPEG_FAMILY) {
