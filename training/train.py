@@ -173,16 +173,27 @@ class XrayNet(nn.Module):
     About 0.5M parameters, 2.0 MB as float32, ~101 MMAC per image (`pool`), ~82 (`k2pool`).
     """
 
-    def __init__(self, arch="pool"):
+    def __init__(self, arch="pool", standardize=False):
         super().__init__()
+        self.standardize = standardize
         self.features = nn.Sequential(*ARCHS[arch]())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(160, 2))
 
     def forward(self, x):
+        if self.standardize:
+            x = standardize(x)
         # Called through `head`, so the ONNX export names its nodes `/net/head.0/...` as
         # every model since 2.0.0 did: retrained, the committed recipe writes the committed
         # file byte for byte.
         return self.head(self.features(x))
+
+
+def standardize(x):
+    """Each image less its own mean, over its own standard deviation: the first operation of a
+    network trained on unequalised films (`xray preprocess --plain`), inside the exported graph,
+    so that serving cannot skip it. Any affine scaling of the input before it cancels out."""
+    centred = x - x.mean(dim=(2, 3), keepdim=True)
+    return centred / torch.sqrt((centred * centred).mean(dim=(2, 3), keepdim=True) + 1e-6)
 
 
 def optimizer_name(weight_decay):
@@ -577,6 +588,11 @@ def parse_args(argv=None):
     )
     ap.add_argument("--leave-out", nargs="*", default=[], metavar="SOURCE", help="collections to keep out of training and validation (a probe, not a model to commit)")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="k2pool", help="network shape (ARCHS); model 2.x is `pool`, 3.x `k2pool`")
+    ap.add_argument(
+        "--standardize",
+        action="store_true",
+        help="the network standardises each image itself (its own mean and standard deviation); for films from `xray preprocess --plain`, not equalised",
+    )
     ap.add_argument("--seed", type=int, default=MODEL_SEED, help="seed of initialisation, batch order and augmentation (the split has its own, in split.py)")
     ap.add_argument("--export-only", action="store_true", help="skip training: calibrate and export the weights.pt and training.json already in --out")
     ap.add_argument(
@@ -639,7 +655,7 @@ def validate(net, data):
 def train(args, data):
     """Trains from scratch; returns the weights of the best validated epoch, that epoch and
     the per-epoch history."""
-    net = XrayNet(args.arch).to(args.device)
+    net = XrayNet(args.arch, args.standardize).to(args.device)
     ytr = data["ytr"]
     counts = torch.bincount(ytr, minlength=2).float()
     class_weight = (counts.sum() / (2 * counts)).to(args.device)
@@ -712,11 +728,12 @@ def main(argv=None):
         # saved; the training loop is deterministic, so this equals a full rerun.
         previous = json.load(open(os.path.join(args.out, "training.json")))
         args.arch, args.seed = previous.get("arch", "pool"), previous["seed"]
+        args.standardize = previous.get("standardize", False)
         state = torch.load(os.path.join(args.out, "weights.pt"))
         best_epoch, history, seconds = previous["best_epoch"], previous["history"], previous["seconds"]
     else:
         state, best_epoch, history, seconds = train(args, data)
-    net = XrayNet(args.arch)
+    net = XrayNet(args.arch, args.standardize)
     net.load_state_dict(state)
     scale, bias, val_nll, threshold, auc = calibrate(net, data)
     threshold_rule = "equal error rate on the validation patients: sensitivity and specificity closest (ties: higher balanced accuracy, then nearest 0.5)"
@@ -734,6 +751,7 @@ def main(argv=None):
     training = {
         "seed": args.seed,
         "arch": args.arch,
+        "standardize": args.standardize,
         "epochs": args.epochs,
         "best_epoch": best_epoch,
         "best_weights": "live",

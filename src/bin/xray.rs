@@ -72,6 +72,10 @@ enum Command {
         /// each film's content box and the region the model input shows.
         #[arg(long, default_value = "model")]
         lungs: LungsArg,
+        /// Leave the films unequalised (whole films only): the path of models that
+        /// standardise each image themselves.
+        #[arg(long, conflicts_with = "lungs")]
+        plain: bool,
     },
 }
 
@@ -84,7 +88,8 @@ fn main() -> ExitCode {
             out,
             crops,
             lungs,
-        } => run_preprocess(&src, &out, crops, lungs),
+            plain,
+        } => run_preprocess(&src, &out, crops, if plain { None } else { Some(lungs) }),
         Command::Info => run_info(),
         Command::Bench { iterations, files } => bench::run(iterations, &files),
     };
@@ -333,9 +338,8 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
         let info = classifier.info();
         writeln!(
             out,
-            "\n{} {}; model {} {} (threshold {:.3}).\n{}",
-            files.len(),
-            if files.len() == 1 { "image" } else { "images" },
+            "\n{}; model {} {} (threshold {:.3}).\n{}",
+            count(files.len(), "image", "images"),
             info.name,
             info.version,
             classifier.threshold(),
@@ -345,18 +349,35 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
     Ok(ExitCode::SUCCESS)
 }
 
+/// `n` and the noun, singular for one.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn run_preprocess(
     src: &Path,
     out: &Path,
     crops: u32,
-    lungs: LungsArg,
+    lungs: Option<LungsArg>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let Some(lungs) = lungs else {
+        return preprocess_with(src, out, crops, &Pipeline::Plain);
+    };
     let pipeline = match lungs {
         LungsArg::Model => Classifier::from_env()?.pipeline().clone(),
         LungsArg::None => Pipeline::Whole,
         LungsArg::File(path) => Pipeline::Lungs(LungFinder::from_onnx(&std::fs::read(&path)?)?),
         LungsArg::Embedded => Pipeline::Lungs(LungFinder::from_onnx(EMBEDDED_LUNGS)?),
     };
+    preprocess_with(src, out, crops, &pipeline)
+}
+
+fn preprocess_with(
+    src: &Path,
+    out: &Path,
+    crops: u32,
+    pipeline: &Pipeline,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let files = pool_files(src)?;
     let limits = Limits::default();
     let mut failed = 0usize;
@@ -417,8 +438,8 @@ fn run_preprocess(
         serde_json::to_string_pretty(&params)?,
     )?;
     eprintln!(
-        "preprocessed {} images through '{}', {failed} failed",
-        files.len() - failed,
+        "preprocessed {} through '{}', {failed} failed",
+        count(files.len() - failed, "image", "images"),
         pipeline.version()
     );
     Ok(if failed == 0 {

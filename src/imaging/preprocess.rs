@@ -47,6 +47,12 @@ pub const PREPROCESS_VERSION: &str = "gray-trim-resize-equalize-v1";
 /// lung finder's box of the prepared whole film, and the film cropped to that box is
 /// resized and equalised again (`covid_xray::model::lungs`).
 pub const LUNGS_PREPROCESS_VERSION: &str = "gray-trim-lungbox-resize-equalize-v2";
+/// The preprocessing of models that standardise each image themselves: as
+/// [`PREPROCESS_VERSION`] without the equalisation. The network's first operation subtracts
+/// the image's own mean and divides by its own standard deviation, so a hospital's overall
+/// exposure and contrast do not reach it, while the shape of its histogram, which
+/// equalisation flattens, does.
+pub const PLAIN_PREPROCESS_VERSION: &str = "gray-trim-resize-v3";
 
 /// Bounds on what the decoder will accept. Checked from the header before decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,6 +339,14 @@ pub fn prepare_gray(gray: &GrayImage) -> GrayImage {
 /// input and equalised, without trimming again. The region must lie inside the film and
 /// be at least one pixel a side; it is clamped to the film if not.
 pub fn prepare_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayImage {
+    let mut small = resize_region(gray, region);
+    equalize(&mut small);
+    small
+}
+
+/// Step 5 alone for one region of a film: resized to the model input, not equalised (the
+/// path of [`PLAIN_PREPROCESS_VERSION`]).
+pub fn resize_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayImage {
     let (x0, y0, w, h) = clamp_region(gray.dimensions(), region);
     let k = shrink_factor(w, h);
     let cropped = if k >= 2 {
@@ -342,7 +356,7 @@ pub fn prepare_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayIma
         image::imageops::crop_imm(gray, x0, y0, w, h).to_image()
     };
     let (cw, ch) = cropped.dimensions();
-    let mut small = resize_triangle(cropped.as_raw(), cw, ch, INPUT_SIZE, INPUT_SIZE)
+    resize_triangle(cropped.as_raw(), cw, ch, INPUT_SIZE, INPUT_SIZE)
         .and_then(|v| GrayImage::from_raw(INPUT_SIZE, INPUT_SIZE, v))
         .unwrap_or_else(|| {
             // Unreachable for a decoded image (never empty); the generic resize gives the
@@ -353,9 +367,7 @@ pub fn prepare_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayIma
                 INPUT_SIZE,
                 image::imageops::FilterType::Triangle,
             )
-        });
-    equalize(&mut small);
-    small
+        })
 }
 
 /// The integer factor by which a `w` x `h` image can be box-averaged first while keeping at

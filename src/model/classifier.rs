@@ -209,6 +209,7 @@ impl Classifier {
             .map_err(|e| Error::Model(format!("model card: {e}")))?;
         let pipeline = match (card.input.preprocess.as_str(), lungs) {
             (v, _) if v == preprocess::PREPROCESS_VERSION => Pipeline::Whole,
+            (v, _) if v == preprocess::PLAIN_PREPROCESS_VERSION => Pipeline::Plain,
             (v, Some(lungs)) if v == preprocess::LUNGS_PREPROCESS_VERSION => {
                 Pipeline::Lungs(LungFinder::from_onnx(lungs)?)
             }
@@ -219,9 +220,10 @@ impl Classifier {
             }
             (v, _) => {
                 return Err(Error::Model(format!(
-                    "the model expects input from '{v}'; this build makes '{}' or '{}'",
+                    "the model expects input from '{v}'; this build makes '{}', '{}' or '{}'",
                     preprocess::PREPROCESS_VERSION,
-                    preprocess::LUNGS_PREPROCESS_VERSION
+                    preprocess::LUNGS_PREPROCESS_VERSION,
+                    preprocess::PLAIN_PREPROCESS_VERSION
                 )));
             }
         };
