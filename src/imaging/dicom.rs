@@ -258,12 +258,12 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     // The decoders allocate what Rows x Columns x samples say; uncompressed pixel data must
     // hold that many bytes, so a small file cannot make them allocate a large image.
     let needed = side(rows) as u64 * side(cols) as u64 * samples as u64 * (allocated as u64 / 8);
-    if let Some(held) = pixel_data.header().len.get() {
-        if u64::from(held) < needed {
-            return Err(Error::Corrupt(format!(
-                "the pixel data holds {held} bytes where {cols}x{rows} needs {needed}"
-            )));
-        }
+    if let Some(held) = pixel_data.header().len.get()
+        && u64::from(held) < needed
+    {
+        return Err(Error::Corrupt(format!(
+            "the pixel data holds {held} bytes where {cols}x{rows} needs {needed}"
+        )));
     }
     // A colour capture is converted through three values per pixel.
     if samples == 3 && 3 * side(rows) as u64 * side(cols) as u64 > limits.max_pixels {
