@@ -98,11 +98,14 @@ fn files_that_are_no_chest_radiograph_or_cannot_be_read_are_refused() {
     // 2.7 GB), refused from the header walk before the parser runs; and RLE data that made
     // the RLE decoder index out of bounds, a panic contained and refused; and a file meta
     // element with a VR the standard does not define, whose 4-byte length (2.3 GB) the meta
-    // reader allocated before reading, now walked before the meta reader runs.
+    // reader allocated before reading, now walked before the meta reader runs; and the
+    // same behind a (0000,0002) element, which the meta reader reads on (it stops at the
+    // group length, not at the first element of another group).
     for name in [
         "hostile-fuzzed-oom.dcm",
         "hostile-fuzzed-rle-panic.dcm",
         "hostile-fuzzed-meta-oom.dcm",
+        "hostile-fuzzed-meta-group-oom.dcm",
     ] {
         assert_eq!(
             code(&read(name)).expect_err(name).0,

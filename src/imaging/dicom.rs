@@ -77,80 +77,124 @@ pub enum Walk {
 }
 
 /// Walks every element header of `body` (the file after its preamble: `DICM`, the file meta
-/// group in explicit VR, then the data set, explicit or `implicit`) and refuses any element,
+/// group in explicit VR, then the data set, explicit or implicit) and refuses any element,
 /// item or fragment that claims more bytes than remain. Sequences and items are walked into,
 /// so nested lengths are checked too; nothing is allocated.
+///
+/// The walk reads the file as the parser does, or a file could show it one thing and the
+/// parser another: the meta group is the group length element, then whole elements (of any
+/// group) until that many bytes are read; the data set starts where they end.
 pub fn check_lengths(body: &[u8], walk: Walk) -> Result<(), Error> {
-    let too_long =
-        || Error::Corrupt("a DICOM element claims more bytes than the file holds".into());
-    let truncated = || Error::Corrupt("the DICOM file ends inside an element header".into());
-    let u16_at = |at: usize| -> Option<u16> {
-        Some(u16::from_le_bytes(body.get(at..at + 2)?.try_into().ok()?))
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?))
-    };
-    let mut pos = 4; // after "DICM"
+    let start = walk_meta_group(body)?;
+    match walk {
+        Walk::MetaGroup => Ok(()),
+        Walk::Explicit => walk_data_set(body, start, false),
+        Walk::Implicit => walk_data_set(body, start, true),
+    }
+}
+
+fn too_long() -> Error {
+    Error::Corrupt("a DICOM element claims more bytes than the file holds".into())
+}
+
+fn truncated() -> Error {
+    Error::Corrupt("the DICOM file ends inside an element header".into())
+}
+
+fn u16_at(body: &[u8], at: usize) -> Result<u16, Error> {
+    body.get(at..at + 2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .ok_or_else(truncated)
+}
+
+fn u32_at(body: &[u8], at: usize) -> Result<u32, Error> {
+    body.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(truncated)
+}
+
+/// One element header at `pos`: its tag, its size in bytes, the value's declared length,
+/// and whether it is a sequence by its VR.
+fn header_at(
+    body: &[u8],
+    pos: usize,
+    explicit: bool,
+) -> Result<((u16, u16), usize, u32, bool), Error> {
+    let tag = (u16_at(body, pos)?, u16_at(body, pos + 2)?);
+    if tag.0 == 0xFFFE {
+        // Item, item delimiter, sequence delimiter: tag and a 4-byte length, no VR.
+        return Ok((tag, 8, u32_at(body, pos + 4)?, false));
+    }
+    if !explicit {
+        return Ok((tag, 8, u32_at(body, pos + 4)?, false));
+    }
+    let vr = body.get(pos + 4..pos + 6).ok_or_else(truncated)?;
+    if SHORT_VRS.iter().any(|v| v.as_slice() == vr) {
+        Ok((tag, 8, u32::from(u16_at(body, pos + 6)?), false))
+    } else {
+        Ok((tag, 12, u32_at(body, pos + 8)?, vr == b"SQ"))
+    }
+}
+
+/// The file meta group as the meta reader reads it; returns where the data set starts.
+fn walk_meta_group(body: &[u8]) -> Result<usize, Error> {
+    let (tag, header, length, _) = header_at(body, 4, true)?;
+    if tag != (0x0002, 0x0000) || length != 4 {
+        return Err(Error::Corrupt(
+            "the DICOM file meta group does not start with its length".into(),
+        ));
+    }
+    let group_length = u32_at(body, 4 + header)? as usize;
+    let mut pos = 4 + header + 4;
+    let mut read = 0usize;
+    while read < group_length {
+        let (_, header, length, _) = header_at(body, pos, true)?;
+        if length == u32::MAX {
+            // The meta reader refuses an undefined length; nothing past it is read.
+            return Ok(pos);
+        }
+        if length as usize > body.len().saturating_sub(pos + header) {
+            return Err(too_long());
+        }
+        pos += header + length as usize;
+        read += header + length as usize;
+    }
+    Ok(pos)
+}
+
+/// The data set from `pos` to the end, sequences, items and fragments included.
+fn walk_data_set(body: &[u8], mut pos: usize, implicit: bool) -> Result<(), Error> {
     // Inside encapsulated pixel data, an item holds fragment bytes, not elements.
     let mut fragments = false;
     while pos < body.len() {
-        let group = u16_at(pos).ok_or_else(truncated)?;
-        let element = u16_at(pos + 2).ok_or_else(truncated)?;
-        if walk == Walk::MetaGroup && group != 0x0002 {
-            return Ok(());
-        }
-        // The file meta group (0002) is always explicit VR.
-        let explicit = group == 0x0002 || walk != Walk::Implicit;
-        let (header, length, container) = if group == 0xFFFE {
-            // Item, item delimiter, sequence delimiter: tag and a 4-byte length, no VR. An
-            // item of a sequence holds elements (walked into); a fragment holds bytes.
+        let ((group, element), header, length, sequence) = header_at(body, pos, !implicit)?;
+        let container = if group == 0xFFFE {
+            // An item of a sequence holds elements (walked into); a fragment holds bytes.
             if element == 0xE0DD {
                 fragments = false;
             }
-            (
-                8,
-                u32_at(pos + 4).ok_or_else(truncated)?,
-                element == 0xE000 && !fragments,
-            )
-        } else if explicit {
-            let vr: &[u8] = body.get(pos + 4..pos + 6).ok_or_else(truncated)?;
-            if SHORT_VRS.iter().any(|v| v.as_slice() == vr) {
-                (8, u32::from(u16_at(pos + 6).ok_or_else(truncated)?), false)
-            } else {
-                (12, u32_at(pos + 8).ok_or_else(truncated)?, vr == b"SQ")
-            }
-        } else {
-            let length = u32_at(pos + 4).ok_or_else(truncated)?;
+            element == 0xE000 && !fragments
+        } else if implicit {
             // Implicit VR names no SQ: a value that starts with an item tag is a sequence.
-            let starts_item =
-                body.get(pos + 8..pos + 12) == Some([0xFE, 0xFF, 0x00, 0xE0].as_slice());
-            (8, length, starts_item)
+            body.get(pos + 8..pos + 12) == Some([0xFE, 0xFF, 0x00, 0xE0].as_slice())
+        } else {
+            sequence
         };
         let value = pos + header;
         if (group, element) == (0x7FE0, 0x0010) && length == u32::MAX {
             fragments = true;
         }
+        if length != u32::MAX && length as usize > body.len().saturating_sub(value) {
+            return Err(too_long());
+        }
         if length == u32::MAX || container {
             // Undefined length (sequences, encapsulated pixel data) or a container of defined
             // length: what follows is more headers, walked in turn.
-            if length != u32::MAX && length as usize > body.len().saturating_sub(value) {
-                return Err(too_long());
-            }
             pos = value;
-            continue;
-        }
-        if group == 0xFFFE {
-            // A delimiter (length 0) or an encapsulated fragment (its bytes).
-            if length as usize > body.len().saturating_sub(value) {
-                return Err(too_long());
-            }
+        } else {
+            // A value, a delimiter (length 0) or an encapsulated fragment (its bytes).
             pos = value + length as usize;
-            continue;
         }
-        if length as usize > body.len().saturating_sub(value) {
-            return Err(too_long());
-        }
-        pos = value + length as usize;
     }
     Ok(())
 }
@@ -401,10 +445,16 @@ mod tests {
 
     #[test]
     fn lengths_past_the_end_are_refused_before_parsing() {
-        // DICM, then (0002,0010) UI of 4 bytes, then (7FE0,0010) OB claiming 4 GB - 2.
-        let mut body = b"DICM".to_vec();
-        body.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', 4, 0]);
-        body.extend_from_slice(b"1.2\0");
+        // DICM, the meta group's length (12), (0002,0010) UI of 4 bytes, then (7FE0,0010) OB
+        // claiming 4 GB - 2.
+        let meta_group = |elements: &[u8]| {
+            let mut m = b"DICM".to_vec();
+            m.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+            m.extend_from_slice(&(elements.len() as u32).to_le_bytes());
+            m.extend_from_slice(elements);
+            m
+        };
+        let mut body = meta_group(b"\x02\x00\x10\x00UI\x04\x001.2\0");
         let head = body.clone();
         body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
         body.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
@@ -433,16 +483,21 @@ mod tests {
         assert!(check_lengths(&nested, Walk::Explicit).is_err());
         // A VR the standard does not define has a 4-byte length, as the parser reads it: in
         // the file meta group, before the transfer syntax is known, it claims 2.3 GB.
-        let mut unknown = b"DICM".to_vec();
-        unknown.extend_from_slice(&[0x02, 0x00, 0x03, 0x00, b'U', b'~', 0x7E, 0x83]);
-        unknown.extend_from_slice(&0x8987_8684u32.to_le_bytes());
-        unknown.extend_from_slice(b"1.2\0");
+        let unknown = meta_group(b"\x02\x00\x03\x00U~\x7e\x83\x84\x86\x87\x891.2\0");
         assert!(check_lengths(&unknown, Walk::MetaGroup).is_err());
+        // The meta reader reads whole elements of any group until the group length is used
+        // up, so the walk does too: a (0000,0002) element inside it is walked, not an end.
+        let other_group = meta_group(
+            b"\x00\x00\x02\x00UI\x04\x001.2\0\x02\x00\x03\x00U~\x00\x00\xff\xff\xff\x7f",
+        );
+        assert!(check_lengths(&other_group, Walk::MetaGroup).is_err());
         // The meta group walk stops where the data set starts, whatever follows.
         let mut meta = head.clone();
         meta.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00]);
         meta.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
         assert!(check_lengths(&meta, Walk::MetaGroup).is_ok());
+        // No group length first: refused, as the meta reader refuses it.
+        assert!(check_lengths(b"DICM\x02\x00\x10\x00UI\x04\x001.2\0", Walk::MetaGroup).is_err());
         // Every test file walks clean, but the one the fuzzer made.
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom");
         for entry in std::fs::read_dir(dir).expect("fixtures") {
