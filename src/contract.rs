@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::model::{ModelInfo, Prediction};
+use crate::model::{Heatmap, ModelInfo, Prediction};
 use crate::s3::store::StoreError;
 
 /// Body of `POST /predict` when it is JSON. Exactly one of `image` and `s3` must be set.
@@ -21,6 +21,9 @@ pub struct PredictRequest {
     /// gets a message about S3 references rather than about serde's internals.
     #[serde(default)]
     pub s3: Option<serde_json::Value>,
+    /// Also answer where the model looked ([`Heatmap`]); `?explain=1` does the same.
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// An S3 object reference: `{"bucket": "b", "key": "k"}` or `"s3://b/k"`.
@@ -95,6 +98,9 @@ pub struct Answer {
     /// Label, confidence, both probabilities, threshold, model and input warnings.
     #[serde(flatten)]
     pub prediction: Prediction,
+    /// Where the model looked, when the caller asked (`explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heatmap: Option<Heatmap>,
     /// Where the time went.
     pub timing_ms: TimingMs,
     /// Not a medical device.
@@ -111,9 +117,15 @@ impl Answer {
         };
         Answer {
             prediction,
+            heatmap: None,
             timing_ms,
             disclaimer: crate::DISCLAIMER,
         }
+    }
+
+    /// This answer with its heatmap.
+    pub fn with_heatmap(self, heatmap: Option<Heatmap>) -> Answer {
+        Answer { heatmap, ..self }
     }
 }
 

@@ -167,6 +167,7 @@ impl App {
         started: Instant,
     ) -> Result<(Response<Body>, &'static str), ApiError> {
         let content_type = media_type(&req);
+        let explain_query = explain_query(&req)?;
         let body = req.into_body();
         if body.len() > self.config.max_body_bytes {
             return Err(ApiError::payload_too_large(
@@ -174,7 +175,8 @@ impl App {
                 self.config.max_body_bytes,
             ));
         }
-        let source = parse_predict_body(content_type.as_deref(), body)?;
+        let (source, explain_json) = parse_predict_body(content_type.as_deref(), body)?;
+        let explain = explain_query || explain_json;
         let bytes = match source {
             ImageSource::Inline(bytes) => bytes,
             ImageSource::S3 { bucket, key } => self.fetch_s3(&bucket, &key).await?,
@@ -184,11 +186,18 @@ impl App {
         let _slot = self.classify_slots.acquire().await.map_err(|e| {
             ApiError::new(500, "internal_error", format!("classify slots closed: {e}"))
         })?;
-        let prediction = tokio::task::spawn_blocking(move || classifier.classify(&bytes))
-            .await
-            .map_err(|e| ApiError::new(500, "internal_error", format!("worker failed: {e}")))?
-            .map_err(ApiError::from)?;
-        let answer = Answer::new(prediction, started.elapsed().as_secs_f64() * 1e3);
+        let (prediction, heatmap) = tokio::task::spawn_blocking(move || {
+            if explain {
+                classifier.explain(&bytes).map(|(p, h)| (p, Some(h)))
+            } else {
+                classifier.classify(&bytes).map(|p| (p, None))
+            }
+        })
+        .await
+        .map_err(|e| ApiError::new(500, "internal_error", format!("worker failed: {e}")))?
+        .map_err(ApiError::from)?;
+        let answer =
+            Answer::new(prediction, started.elapsed().as_secs_f64() * 1e3).with_heatmap(heatmap);
         tracing::debug!(
             request_id,
             decode_ms = answer.timing_ms.decode,
@@ -303,12 +312,40 @@ fn media_type(req: &Request) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn parse_predict_body(content_type: Option<&str>, body: Body) -> Result<ImageSource, ApiError> {
+/// `?explain=1` (or `true`, `yes`; `0`, `false`, `no` and empty are off). Read from the
+/// query API Gateway parsed, else from the URI (the local server).
+fn explain_query(req: &Request) -> Result<bool, ApiError> {
+    let parsed = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("explain").map(str::to_string));
+    let value = parsed.or_else(|| {
+        req.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+                .find(|(k, _)| *k == "explain")
+                .map(|(_, v)| v.to_string())
+        })
+    });
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("" | "0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_request",
+            "explain must be 1 or 0 (true or false)",
+        )),
+    }
+}
+
+/// The image source, and whether a JSON body asked for the heatmap.
+fn parse_predict_body(
+    content_type: Option<&str>,
+    body: Body,
+) -> Result<(ImageSource, bool), ApiError> {
     let is_json = |t: &str| t == "application/json" || t.ends_with("+json");
     match content_type {
         Some(t) if is_json(t) => parse_json_body(&body),
         Some("image/jpeg" | "image/png" | "application/dicom" | "application/octet-stream") => {
-            Ok(ImageSource::Inline(body_bytes(body)))
+            Ok((ImageSource::Inline(body_bytes(body)), false))
         }
         Some(other) => Err(ApiError::new(
             415,
@@ -336,7 +373,7 @@ fn body_bytes(body: Body) -> Vec<u8> {
     }
 }
 
-fn parse_json_body(body: &Body) -> Result<ImageSource, ApiError> {
+fn parse_json_body(body: &Body) -> Result<(ImageSource, bool), ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "empty_body",
@@ -353,7 +390,7 @@ fn parse_json_body(body: &Body) -> Result<ImageSource, ApiError> {
             ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
         }
     })?;
-    match (req.image, req.s3) {
+    let source = match (req.image, req.s3) {
         (Some(image), None) => decode_image_field(&image).map(ImageSource::Inline),
         (None, Some(s3)) => {
             let S3Ref { bucket, key } = S3Ref::from_value(&s3)?;
@@ -367,7 +404,8 @@ fn parse_json_body(body: &Body) -> Result<ImageSource, ApiError> {
             "missing_image",
             "the JSON needs an \"image\" (base64) or an \"s3\" reference",
         )),
-    }
+    };
+    source.map(|s| (s, req.explain))
 }
 
 /// Decodes the `image` field: plain base64 (standard or URL-safe alphabet, padding optional,

@@ -40,6 +40,10 @@ enum Command {
         /// Print one JSON object per image instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also draw where the model looked: DIR/<name>.heatmap.png for each image (the
+        /// JSON lines then carry the heatmap too).
+        #[arg(long, value_name = "DIR")]
+        heatmap: Option<PathBuf>,
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -82,7 +86,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Predict { json, paths } => run_predict(&paths, json),
+        Command::Predict {
+            json,
+            heatmap,
+            paths,
+        } => run_predict(&paths, json, heatmap.as_deref()),
         Command::Preprocess {
             src,
             out,
@@ -281,9 +289,21 @@ fn expand(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn run_predict(
+    paths: &[PathBuf],
+    as_json: bool,
+    heatmaps: Option<&Path>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let classifier = Classifier::from_env()?;
     let files = expand(paths)?;
+    if let Some(dir) = heatmaps {
+        if !classifier.explains() {
+            return Err(
+                "this model's network has no head that class activation mapping explains".into(),
+            );
+        }
+        std::fs::create_dir_all(dir)?;
+    }
     let progress = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(files.len() as u64)
     } else {
@@ -303,11 +323,19 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
         let started = std::time::Instant::now();
         let result = std::fs::read(file)
             .map_err(|e| Error::Unreadable(e.to_string()))
-            .and_then(|bytes| classifier.classify(&bytes));
+            .and_then(|bytes| match heatmaps {
+                Some(_) => classifier.explain(&bytes).map(|(p, h)| (p, Some(h))),
+                None => classifier.classify(&bytes).map(|p| (p, None)),
+            });
+        if let (Ok((_, Some(h))), Some(dir)) = (&result, heatmaps) {
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+            std::fs::write(dir.join(format!("{stem}.heatmap.png")), h.png_bytes()?)?;
+        }
         let line = match (&result, as_json) {
-            (Ok(p), true) => serde_json::to_string(&CliLine::Answer {
+            (Ok((p, h)), true) => serde_json::to_string(&CliLine::Answer {
                 path: shown,
-                answer: Answer::new(p.clone(), started.elapsed().as_secs_f64() * 1e3),
+                answer: Answer::new(p.clone(), started.elapsed().as_secs_f64() * 1e3)
+                    .with_heatmap(h.clone()),
             })?,
             (Err(e), true) => serde_json::to_string(&CliLine::Error {
                 path: shown,
@@ -316,7 +344,7 @@ fn run_predict(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, Box<dyn std
                     message: e.to_string(),
                 },
             })?,
-            (Ok(p), false) => {
+            (Ok((p, _)), false) => {
                 let mut row = format!(
                     "{:<8} {:>10.3} {:>9.3}  {shown}",
                     p.label.as_str(),

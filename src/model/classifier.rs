@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
+use super::cam::{ActivationMap, CamHead, Heatmap};
+
 use super::lungs::LungFinder;
 use super::pipeline::{Pipeline, Prepared};
 use crate::error::Error;
@@ -134,6 +136,9 @@ pub struct Classifier {
 
 struct Inner {
     plan: Plan,
+    /// The classifier's head, when it is one that class activation mapping explains; the
+    /// plan then has the feature grid as its second output.
+    cam: Option<CamHead>,
     pipeline: Pipeline,
     info: ModelInfo,
     threshold: f32,
@@ -242,10 +247,12 @@ impl Classifier {
         } else {
             "unverified".to_string()
         };
-        let plan = build_plan(onnx)?;
+        let cam = CamHead::find(onnx)?;
+        let plan = build_plan(onnx, cam.as_ref().map(|c| c.features.as_str()))?;
         Ok(Classifier {
             inner: Arc::new(Inner {
                 plan,
+                cam,
                 pipeline,
                 info: ModelInfo {
                     name: card.name,
@@ -264,6 +271,7 @@ impl Classifier {
         Classifier {
             inner: Arc::new(Inner {
                 plan: inner.plan.clone(),
+                cam: inner.cam.clone(),
                 pipeline: inner.pipeline.clone(),
                 info: inner.info.clone(),
                 threshold: inner.threshold,
@@ -316,11 +324,46 @@ impl Classifier {
         Ok(prediction)
     }
 
+    /// Decodes, preprocesses and classifies one encoded image, and draws where the model
+    /// looked over the prepared image ([`Heatmap`]).
+    pub fn explain(&self, bytes: &[u8]) -> Result<(Prediction, Heatmap), Error> {
+        let start = Instant::now();
+        let prepared = self.prepare(bytes)?;
+        let decode = start.elapsed().as_secs_f64() * 1e3;
+        let (mut prediction, map) = self.classify_mapped(&prepared.input)?;
+        prediction.timings.decode = decode;
+        prediction.warnings = prepared.warnings;
+        let map = map.ok_or_else(|| {
+            Error::Model(
+                "this model's network has no head that class activation mapping explains".into(),
+            )
+        })?;
+        let heatmap = Heatmap::new(&map, &prepared.input, prediction.label)?;
+        Ok((prediction, heatmap))
+    }
+
+    /// Whether [`Classifier::explain`] can draw this model's heatmaps.
+    pub fn explains(&self) -> bool {
+        self.inner.cam.is_some()
+    }
+
     /// Classifies an image that has already been through the model's [`Pipeline`].
     pub fn classify_prepared(&self, prepared: &image::GrayImage) -> Result<Prediction, Error> {
+        self.classify_mapped(prepared).map(|(p, _)| p)
+    }
+
+    /// [`Classifier::classify_prepared`], and the class activation map when the model has one.
+    pub fn classify_mapped(
+        &self,
+        prepared: &image::GrayImage,
+    ) -> Result<(Prediction, Option<ActivationMap>), Error> {
         let start = Instant::now();
-        let p_covid = self.p_covid(prepared)?;
+        let (p_covid, features) = self.run(prepared)?;
         let inference = start.elapsed().as_secs_f64() * 1e3;
+        let map = match (&self.inner.cam, features) {
+            (Some(head), Some(f)) => Some(ActivationMap::from_features(&f, head)?),
+            _ => None,
+        };
         let threshold = self.inner.threshold;
         let label = if p_covid >= threshold {
             Label::Covid
@@ -331,7 +374,7 @@ impl Classifier {
             covid: p_covid,
             normal: 1.0 - p_covid,
         };
-        Ok(Prediction {
+        let prediction = Prediction {
             label,
             confidence: match label {
                 Label::Covid => probabilities.covid,
@@ -345,10 +388,12 @@ impl Classifier {
                 decode: 0.0,
                 inference,
             },
-        })
+        };
+        Ok((prediction, map))
     }
 
-    fn p_covid(&self, prepared: &image::GrayImage) -> Result<f32, Error> {
+    /// P(covid), and the feature grid when the plan outputs it.
+    fn run(&self, prepared: &image::GrayImage) -> Result<(f32, Option<TValue>), Error> {
         let side = INPUT_SIZE as usize;
         if prepared.dimensions() != (INPUT_SIZE, INPUT_SIZE) {
             return Err(Error::Model(format!(
@@ -358,11 +403,12 @@ impl Classifier {
         }
         let data = preprocess::to_tensor_data(prepared);
         let input = Tensor::from_shape(&[1, 1, side, side], &data).map_err(model_err)?;
-        let outputs = self
+        let mut outputs = self
             .inner
             .plan
             .run(tvec!(input.into()))
             .map_err(model_err)?;
+        let features = (outputs.len() > 1).then(|| outputs.remove(1));
         let probs = outputs
             .first()
             .ok_or_else(|| Error::Model("the model returned no output".into()))?
@@ -376,7 +422,7 @@ impl Classifier {
         if !p.is_finite() {
             return Err(Error::Model(format!("the model returned {p}")));
         }
-        Ok(p.clamp(0.0, 1.0))
+        Ok((p.clamp(0.0, 1.0), features))
     }
 }
 
@@ -388,19 +434,35 @@ fn model_err(e: impl std::fmt::Display) -> Error {
     Error::Model(e.to_string())
 }
 
-fn build_plan(onnx: &[u8]) -> Result<Plan, Error> {
-    let plan = runnable_plan(onnx).map_err(model_err)?;
+fn build_plan(onnx: &[u8], features: Option<&str>) -> Result<Plan, Error> {
+    let plan = runnable_plan(onnx, features).map_err(model_err)?;
     PLANS_BUILT.fetch_add(1, Ordering::SeqCst);
     Ok(plan)
 }
 
 /// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the classifier
 /// and the lung finder are both built this way.
-pub(crate) fn runnable_plan(onnx: &[u8]) -> TractResult<Plan> {
+///
+/// `features` names an inner tensor to output second (the classifier's last feature grid,
+/// which class activation mapping reads): it is computed for the first output anyway, so a
+/// plain classification costs no more for it.
+pub(crate) fn runnable_plan(onnx: &[u8], features: Option<&str>) -> TractResult<Plan> {
     let side = INPUT_SIZE as usize;
     tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(onnx))
         .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, side, side]).into()))
+        .and_then(|mut m| {
+            if let Some(name) = features {
+                let outlet = m
+                    .find_outlet_label(name)
+                    .ok_or_else(|| TractError::msg(format!("no tensor '{name}' in the model")))?;
+                let mut outputs = m.output_outlets()?.to_vec();
+                outputs.truncate(1);
+                outputs.push(outlet);
+                m.select_output_outlets(&outputs)?;
+            }
+            Ok(m)
+        })
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
 }

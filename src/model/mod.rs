@@ -2,10 +2,12 @@
 //! plan once per process), the [`lungs::LungFinder`] that crops films to their lung fields,
 //! the [`pipeline::Pipeline`] that joins them, and the types of an answer.
 
+pub mod cam;
 mod classifier;
 pub mod lungs;
 pub mod pipeline;
 
+pub use cam::Heatmap;
 pub use classifier::{
     Card, Classifier, EMBEDDED_CARD, EMBEDDED_LUNGS, EMBEDDED_MODEL, InputSpec, Label, ModelInfo,
     Prediction, Probabilities, Timings, sha256_hex,
