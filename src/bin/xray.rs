@@ -201,22 +201,28 @@ mod bench {
             let body = json!({"image": base64::engine::general_purpose::STANDARD.encode(&bytes)})
                 .to_string();
             let mut failures = 0usize;
-            report(
-                &format!("handler/{name}"),
-                iterations,
-                measure(iterations, || {
-                    let req = lambda_http::http::Request::builder()
-                        .method("POST")
-                        .uri("/predict")
-                        .header("content-type", "application/json")
-                        .body(lambda_http::Body::Text(body.clone()));
-                    let ok = match req {
-                        Ok(req) => runtime.block_on(app.handle(req)).status() == 200,
-                        Err(_) => false,
-                    };
-                    failures += usize::from(!ok);
-                }),
-            );
+            // The same request plain and explained (a heatmap in the answer).
+            for (kind, uri) in [
+                ("handler", "/predict"),
+                ("handler-explain", "/predict?explain=1"),
+            ] {
+                report(
+                    &format!("{kind}/{name}"),
+                    iterations,
+                    measure(iterations, || {
+                        let req = lambda_http::http::Request::builder()
+                            .method("POST")
+                            .uri(uri)
+                            .header("content-type", "application/json")
+                            .body(lambda_http::Body::Text(body.clone()));
+                        let ok = match req {
+                            Ok(req) => runtime.block_on(app.handle(req)).status() == 200,
+                            Err(_) => false,
+                        };
+                        failures += usize::from(!ok);
+                    }),
+                );
+            }
             if failures > 0 {
                 return Err(format!("the handler failed {failures} times on {name}").into());
             }

@@ -53,18 +53,39 @@ for (const label of ["covid", "normal"]) {
     const confidence = parseFloat(await page.textContent("#confidence"));
     assert.ok(confidence >= 50 && confidence <= 100, `confidence ${confidence}`);
     assert.match(await page.textContent("#result"), /not a medical device/i);
-    assert.equal(await page.locator("#preview img").count(), 1);
+    // The film and its heatmap, one shown at a time.
+    assert.equal(await page.locator("#preview img").count(), 2);
+    assert.equal(await page.locator("#preview img:visible").count(), 1);
     await page.close();
   });
 }
 
-test("a DICOM file is labelled like the film it holds", async () => {
+test("a DICOM file is labelled like the film it holds, with the heatmap over it", async () => {
   const page = await browser.newPage();
   await page.goto(base);
   await page.setInputFiles("#file", path.join(root, "tests/fixtures/dicom/covid-8bit-explicit.dcm"));
   await page.waitForSelector("#label, #error", { timeout: 30000 });
   assert.ok(await page.isVisible("#label"), await page.textContent("#result"));
   assert.match(await page.textContent("#result"), /not a medical device/i);
+  // The overlay: a decoded 192 px PNG beside the label, hidden by its toggle.
+  await page.waitForSelector("#heatmap", { state: "visible" });
+  const size = await page.$eval("#heatmap", (img) => img.decode().then(() => [img.naturalWidth, img.naturalHeight]));
+  assert.deepEqual(size, [192, 192]);
+  await page.uncheck("#show-heatmap");
+  assert.ok(!(await page.isVisible("#heatmap")));
+  await page.check("#show-heatmap");
+  assert.ok(await page.isVisible("#heatmap"));
+  await page.close();
+});
+
+test("a JPEG shows the film and its heatmap by turns", async () => {
+  const name = Object.keys(expected).find((k) => expected[k].label === "normal");
+  const page = await upload(await browser.newPage(), name);
+  await page.waitForSelector("#heatmap", { state: "visible" });
+  assert.ok(!(await page.isVisible("#film")));
+  await page.uncheck("#show-heatmap");
+  assert.ok(await page.isVisible("#film"));
+  assert.ok(!(await page.isVisible("#heatmap")));
   await page.close();
 });
 
