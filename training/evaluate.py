@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections import Counter, defaultdict
 
 import matplotlib
@@ -478,6 +479,7 @@ def main():
     ap.add_argument("--fixtures", default="tests/fixtures")
     ap.add_argument("--holdout", help="holdout.py's holdout.json: the collection-held-out table")
     ap.add_argument("--unseen", nargs="*", default=None, help="collections the model never saw in training (default: train.py's --leave-out)")
+    ap.add_argument("--xray", default="target/release/xray", help="the built xray binary: the heatmaps are drawn by the served code")
     args = ap.parse_args()
 
     sess, training, mean, std, threshold = open_model(args.model)
@@ -508,6 +510,16 @@ def main():
     # The lung finder's figures belong on the card of a model that reads the lung fields.
     reads_lungs = params["version"].startswith("gray-trim-lungbox")
     lungs = lung_report(args.model, args.data, args.pre, splits, args.model) if reads_lungs else None
+    # Where the model looks, through the served code (class activation maps of held-out films
+    # against their lung masks).
+    heatmaps = None
+    if os.path.exists(args.xray):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes"))
+        import heatmaps as heatmap_probe
+
+        env = dict(os.environ, XRAY_MODEL_PATH=os.path.abspath(onnx_path))
+        heatmaps = heatmap_probe.measure(args.data, args.pre, args.split, args.xray, os.path.join(args.model, "heatmaps.png"), env)
+        test["heatmaps"] = {"summary": heatmaps["summary"]}
     holdout = None
     if args.holdout:
         held = json.load(open(args.holdout))
@@ -816,6 +828,34 @@ def lung_steps(card):
 """
 
 
+def heatmap_text(h):
+    """The card's section on the served heatmaps against the lung masks."""
+    if not h:
+        return ""
+    rows = "\n".join(
+        f"| {k.split('/')[0]} | {k.split('/')[1]} | {v['n']} | {v['on_lungs']:.2f} | {v['lung_area']:.2f} |"
+        for k, v in h["summary"].items()
+        if k != "all"
+    )
+    a = h["summary"]["all"]
+    return f"""
+### Where it looks: the heatmaps against the lungs (test)
+
+The served heatmap (`?explain=1`, class activation mapping of the last 6x6 feature grid) of
+every held-out film that has a lung mask (hand-drawn for the OpenIST normals, lungVAE's for
+the ieee8023 films), through the served code: the share of the evidence for the answered
+label that falls on lung, against the share of the image that is lung (what a map blind to
+the lungs would score). `training/probes/heatmaps.py`.
+
+| collection | answered | films | evidence for the answer on lung | lung share of the image |
+|---|---|---|---|---|
+{rows}
+| all | | {a['n']} | {a['on_lungs']:.2f} | {a['lung_area']:.2f} |
+
+![Heatmaps of held-out films, lungs outlined](heatmaps.png)
+"""
+
+
 def write_card_readme(out, card):
     t = card["metrics"]["test"]
     c = t["confusion"]
@@ -898,7 +938,7 @@ framing; `tests/robustness.rs` runs the same check through the served pipeline.
 {framing_text(t.get("framing_probe"), card["training"]["framing_crops"], t["roc_auc"])}
 {processing_text(t.get("processing_probe"), p_process, p_clahe)}
 ![Occlusion sensitivity](attention.png)
-
+{heatmap_text(t.get("heatmaps"))}
 ### By collection and view (test)
 
 Each collection holds one class, so its share called right is its specificity (normals) or
