@@ -222,6 +222,7 @@ def main():
         pil_pre = median_ms(lambda: ImageOps.equalize(pil_gray(f, size).resize((size, size), Image.BILINEAR)), n)
         rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize+equalise", pil_pre))
         rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "Python: json+base64+Pillow+onnxruntime", median_ms(lambda: pipeline(body), n)))
+        rows.append((f"the chest check alone, inside every warm request ({name})", rust[f"chest-check/{name}"], "the warm handler it is part of", rust[f"handler/{name}"]))
         rows.append((f"warm handler with the heatmap, `?explain=1` ({name})", rust[f"handler-explain/{name}"], "the same request without it", rust[f"handler/{name}"]))
         if other:
             rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], f"the same with {os.path.basename(os.path.dirname(os.path.abspath(args.compare)))}'s model and pipeline", other[f"preprocess/{name}"]))

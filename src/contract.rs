@@ -291,7 +291,10 @@ impl From<Error> for ApiError {
             Error::NotAnImage
             | Error::UnsupportedFormat(_)
             | Error::UnsupportedTransferSyntax(_) => 415,
-            Error::Corrupt(_) | Error::UnsupportedModality(_) | Error::MultiFrame(_) => 422,
+            Error::Corrupt(_)
+            | Error::UnsupportedModality(_)
+            | Error::MultiFrame(_)
+            | Error::NotAChestXray => 422,
             Error::Model(_) => 500,
         };
         ApiError::new(status, e.code(), e.to_string())

@@ -24,6 +24,12 @@ pub enum Error {
     /// A multi-frame DICOM file: a series, not one film.
     #[error("a DICOM file of {0} frames is a series, not one film: send one frame")]
     MultiFrame(i64),
+    /// The chest check found no frontal chest X-ray: a CT slice, a lateral film, a photo, a
+    /// chart. The classifier's two answers would mean nothing for it.
+    #[error(
+        "the image does not look like a frontal (PA or AP) chest X-ray, so it is not classified: CT slices, lateral films, photographs and drawings are refused"
+    )]
+    NotAChestXray,
     /// A recognised image format that we do not read (GIF, BMP, TIFF, WebP, ...).
     #[error("unsupported image format '{0}': send JPEG or PNG")]
     UnsupportedFormat(String),
@@ -55,6 +61,7 @@ impl Error {
             Error::UnsupportedTransferSyntax(_) => "unsupported_transfer_syntax",
             Error::UnsupportedModality(_) => "unsupported_modality",
             Error::MultiFrame(_) => "multi_frame",
+            Error::NotAChestXray => "not_a_chest_xray",
             Error::UnsupportedFormat(_) => "unsupported_format",
             Error::TooLarge { .. } => "too_large",
             Error::Corrupt(_) => "corrupt_image",

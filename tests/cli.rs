@@ -44,9 +44,12 @@ fn predict_json_prints_one_object_per_image_and_goes_on_after_errors() {
     assert!((pc + pn - 1.0).abs() < 1e-6);
     assert_eq!(lines[1]["error"]["code"], "not_an_image");
     assert_eq!(lines[2]["error"]["code"], "unreadable");
-    // A one-pixel image is answered, with the warning that says why the answer means little.
-    assert!(lines[3]["label"].is_string(), "{}", lines[3]);
-    assert_eq!(lines[3]["warnings"][0]["code"], "small_image");
+    // A one-pixel image decodes, and is no chest X-ray.
+    assert_eq!(
+        lines[3]["error"]["code"], "not_a_chest_xray",
+        "{}",
+        lines[3]
+    );
     assert!(
         out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains('\r'),
         "no progress bar when stderr is not a terminal"

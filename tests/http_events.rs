@@ -82,25 +82,39 @@ fn raw_jpeg_event_with_is_base64_encoded_classifies() {
     assert_eq!(body["label"], expected.as_str());
 }
 
-/// A colour image is still answered (200), and the answer says why it means little.
+/// A film in colour (a photograph of a screen) is still answered (200), and the answer says
+/// why it means little; a colour picture that is no X-ray is refused (422).
 #[test]
-fn colour_image_is_answered_with_a_warning() {
-    let (mut raw, _) = event("apigw-raw-jpeg.json");
-    let photo = image::RgbImage::from_fn(240, 200, |x, y| {
+fn colour_images_are_answered_with_a_warning_or_refused() {
+    let film = image::load_from_memory(&common::first_of("normal"))
+        .expect("fixture")
+        .to_luma8();
+    let tinted = image::RgbImage::from_fn(film.width(), film.height(), |x, y| {
+        let v = film.get_pixel(x, y).0[0];
+        image::Rgb([v, v / 2, 255 - v / 3])
+    });
+    let gradient = image::RgbImage::from_fn(240, 200, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
     });
-    let jpeg = common::encode(
-        &image::DynamicImage::ImageRgb8(photo),
-        image::ImageFormat::Jpeg,
-    );
-    raw["body"] = base64::engine::general_purpose::STANDARD
-        .encode(jpeg)
-        .into();
-    let req = lambda_http::request::from_str(&raw.to_string()).expect("event");
-    let (status, body) = run(&app(), req);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["warnings"][0]["code"], "colour_image", "{body}");
-    assert!(body["label"].is_string());
+    for (picture, status) in [(tinted, 200), (gradient, 422)] {
+        let (mut raw, _) = event("apigw-raw-jpeg.json");
+        let jpeg = common::encode(
+            &image::DynamicImage::ImageRgb8(picture),
+            image::ImageFormat::Jpeg,
+        );
+        raw["body"] = base64::engine::general_purpose::STANDARD
+            .encode(jpeg)
+            .into();
+        let req = lambda_http::request::from_str(&raw.to_string()).expect("event");
+        let (got, body) = run(&app(), req);
+        assert_eq!(got, status, "{body}");
+        if status == 200 {
+            assert_eq!(body["warnings"][0]["code"], "colour_image", "{body}");
+            assert!(body["label"].is_string());
+        } else {
+            assert_eq!(body["error"]["code"], "not_a_chest_xray", "{body}");
+        }
+    }
 }
 
 #[test]

@@ -137,6 +137,18 @@ async fn get_json(store: &S3Store, key: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("result JSON")
 }
 
+/// A fixture film at 100 x 120 px: smaller than any training film, still a chest X-ray.
+fn small_film() -> Vec<u8> {
+    let film = image::load_from_memory(&common::first_of("normal"))
+        .expect("fixture")
+        .to_luma8();
+    let small = image::imageops::resize(&film, 100, 120, image::imageops::FilterType::Triangle);
+    common::encode(
+        &image::DynamicImage::ImageLuma8(small),
+        image::ImageFormat::Png,
+    )
+}
+
 fn classifier() -> Classifier {
     Classifier::embedded().expect("model")
 }
@@ -171,11 +183,7 @@ async fn trigger_round_trip_on_a_real_s3_server() {
         ),
         ("uploads/notes.txt", b"this is not an X-ray".to_vec(), None),
         ("other/ignored.jpg", covid.clone(), None),
-        (
-            "uploads/one-pixel.jpg",
-            std::fs::read(common::fixtures().join("hostile/one-pixel.jpg")).expect("fixture"),
-            None,
-        ),
+        ("uploads/small.png", small_film(), None),
     ];
     for (key, bytes, _) in &uploads {
         store
@@ -230,7 +238,7 @@ async fn trigger_round_trip_on_a_real_s3_server() {
         }
     }
     // A film the model was not trained for is classified, and its result says why it means little.
-    let tiny = get_json(&store, "results/one-pixel.jpg.json").await;
+    let tiny = get_json(&store, "results/small.png.json").await;
     assert!(tiny["label"].is_string(), "{tiny}");
     assert_eq!(tiny["warnings"][0]["code"], "small_image", "{tiny}");
     let plain = get_json(&store, "results/a+b/normal 1.jpg.json").await;
@@ -317,6 +325,57 @@ async fn dicom_uploads_are_classified_or_refused_and_name_no_patient() {
             !text.contains("PID-SECRET") && !text.contains("Doe"),
             "{text}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_that_are_not_chest_xrays_get_a_final_error_result() {
+    let (_endpoint, store, _dir) = s3_server().await;
+    let read = |name: &str| {
+        std::fs::read(common::fixtures().join("not-chest").join(name)).expect("fixture")
+    };
+    let uploads = [
+        ("uploads/ct-axial.jpg", read("ct-axial.jpg"), "image/jpeg"),
+        ("uploads/lateral.jpg", read("lateral.jpg"), "image/jpeg"),
+        ("uploads/chart.png", read("chart.png"), "image/png"),
+        ("uploads/film.jpg", common::first_of("normal"), "image/jpeg"),
+    ];
+    for (key, bytes, content_type) in &uploads {
+        store
+            .put(BUCKET, key, bytes.clone(), content_type)
+            .await
+            .expect("put upload");
+    }
+    let keys: Vec<&str> = uploads.iter().map(|u| u.0).collect();
+    let outcomes = trigger::handle_event(
+        &classifier(),
+        &store,
+        &TriggerConfig::default(),
+        put_event(&keys),
+        "req-not-chest",
+    )
+    .await
+    .expect("handled: a refused upload is an answer, not a retry");
+    for outcome in &outcomes[..3] {
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Rejected {
+                    code: "not_a_chest_xray",
+                    ..
+                }
+            ),
+            "{outcomes:?}"
+        );
+    }
+    assert!(
+        matches!(outcomes[3], Outcome::Classified { .. }),
+        "{outcomes:?}"
+    );
+    for name in ["ct-axial.jpg", "lateral.jpg", "chart.png"] {
+        let result = get_json(&store, &format!("results/{name}.json")).await;
+        assert_eq!(result["error"]["code"], "not_a_chest_xray", "{result}");
+        assert!(result.get("label").is_none());
     }
 }
 

@@ -37,7 +37,7 @@ from split import SEED  # noqa: E402  (the split's seed, which the card names; a
 from train import LABELS, clahe, crop_path, data_args, load_split, roc_auc, unsharp  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "3.2.1"  # The lung-field recipe (training/run-lungs.sh) is a candidate that has not been adopted (docs/research/4.x.md). Before: 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it; .2.1: 3.2.0's weights and outputs, bit for bit, with each max-pool exported as rows then columns (train.split_max_pools), which tract runs faster
+VERSION = "4.0.0"  # 4.0.0: 3.2.1's recipe trained on pool v2, every collection in (docs/research/adoption-log.md, run 38); the lung-field and standardised recipes were candidates not adopted (docs/research/4.x.md). Before: 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it; .2.1: 3.2.0's weights and outputs, bit for bit, with each max-pool exported as rows then columns (train.split_max_pools), which tract runs faster
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 # The card's description of each train.py --arch.
@@ -1018,6 +1018,12 @@ masks: OpenIST's hand-drawn masks and lungVAE (Selvan et al. 2020) masks of ieee
 
 {card['intended_use']}
 """
+    # The chest check that runs before this model has its own section (chest_check.py).
+    chest = os.path.join(out, "chest.json")
+    if os.path.exists(chest):
+        from chest_check import card_section
+
+        text += "\n" + card_section(json.load(open(chest)))
     open(os.path.join(out, "README.md"), "w").write(text)
 
 

@@ -190,7 +190,15 @@ mod bench {
                     std::hint::black_box(classifier.prepare(&bytes).ok());
                 }),
             );
-            let prepared = classifier.prepare(&bytes)?.input;
+            let prepared = classifier.prepare(&bytes)?;
+            report(
+                &format!("chest-check/{name}"),
+                iterations,
+                measure(iterations, || {
+                    std::hint::black_box(classifier.chest_check().score(&prepared.whole).ok());
+                }),
+            );
+            let prepared = prepared.input;
             report(
                 &format!("inference/{name}"),
                 iterations,

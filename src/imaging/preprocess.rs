@@ -370,6 +370,13 @@ pub fn resize_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayImag
         })
 }
 
+/// `img` histogram-equalised, as step 6 does.
+pub fn equalized(img: &GrayImage) -> GrayImage {
+    let mut out = img.clone();
+    equalize(&mut out);
+    out
+}
+
 /// The integer factor by which a `w` x `h` image can be box-averaged first while keeping at
 /// least twice the model input on its shorter side; 1 when it cannot.
 ///

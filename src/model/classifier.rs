@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
 use super::cam::{ActivationMap, CamHead, Heatmap};
+use super::chest::ChestCheck;
 
 use super::lungs::LungFinder;
 use super::pipeline::{Pipeline, Prepared};
@@ -136,6 +137,8 @@ pub struct Classifier {
 
 struct Inner {
     plan: Plan,
+    /// The check that refuses what is not a frontal chest X-ray.
+    chest: ChestCheck,
     /// The classifier's head, when it is one that class activation mapping explains; the
     /// plan then has the feature grid as its second output.
     cam: Option<CamHead>,
@@ -249,9 +252,11 @@ impl Classifier {
         };
         let cam = CamHead::find(onnx)?;
         let plan = build_plan(onnx, cam.as_ref().map(|c| c.features.as_str()))?;
+        let chest = ChestCheck::embedded()?;
         Ok(Classifier {
             inner: Arc::new(Inner {
                 plan,
+                chest,
                 cam,
                 pipeline,
                 info: ModelInfo {
@@ -271,6 +276,7 @@ impl Classifier {
         Classifier {
             inner: Arc::new(Inner {
                 plan: inner.plan.clone(),
+                chest: inner.chest.clone(),
                 cam: inner.cam.clone(),
                 pipeline: inner.pipeline.clone(),
                 info: inner.info.clone(),
@@ -313,10 +319,31 @@ impl Classifier {
         Ok(prepared)
     }
 
-    /// Decodes, preprocesses and classifies one encoded image (JPEG or PNG).
+    /// [`Classifier::prepare`], then the chest check: [`Error::NotAChestXray`] for what is
+    /// not a frontal chest X-ray.
+    pub fn prepare_checked(&self, bytes: &[u8]) -> Result<Prepared, Error> {
+        let prepared = self.prepare(bytes)?;
+        // The check reads the whole film equalised: what the whole-film and lung-field paths
+        // made already, and what the plain path leaves to the network.
+        match self.inner.pipeline {
+            Pipeline::Plain => self
+                .inner
+                .chest
+                .check(&preprocess::equalized(&prepared.whole))?,
+            _ => self.inner.chest.check(&prepared.whole)?,
+        };
+        Ok(prepared)
+    }
+
+    /// The chest check in force.
+    pub fn chest_check(&self) -> &ChestCheck {
+        &self.inner.chest
+    }
+
+    /// Decodes, preprocesses, checks and classifies one encoded image (JPEG, PNG or DICOM).
     pub fn classify(&self, bytes: &[u8]) -> Result<Prediction, Error> {
         let start = Instant::now();
-        let prepared = self.prepare(bytes)?;
+        let prepared = self.prepare_checked(bytes)?;
         let decode = start.elapsed().as_secs_f64() * 1e3;
         let mut prediction = self.classify_prepared(&prepared.input)?;
         prediction.timings.decode = decode;
@@ -328,7 +355,7 @@ impl Classifier {
     /// looked over the prepared image ([`Heatmap`]).
     pub fn explain(&self, bytes: &[u8]) -> Result<(Prediction, Heatmap), Error> {
         let start = Instant::now();
-        let prepared = self.prepare(bytes)?;
+        let prepared = self.prepare_checked(bytes)?;
         let decode = start.elapsed().as_secs_f64() * 1e3;
         let (mut prediction, map) = self.classify_mapped(&prepared.input)?;
         prediction.timings.decode = decode;
@@ -347,7 +374,8 @@ impl Classifier {
         self.inner.cam.is_some()
     }
 
-    /// Classifies an image that has already been through the model's [`Pipeline`].
+    /// Classifies an image that has already been through the model's [`Pipeline`] (the chest
+    /// check is the caller's: [`Classifier::prepare_checked`]).
     pub fn classify_prepared(&self, prepared: &image::GrayImage) -> Result<Prediction, Error> {
         self.classify_mapped(prepared).map(|(p, _)| p)
     }

@@ -3,6 +3,7 @@
 //! the [`pipeline::Pipeline`] that joins them, and the types of an answer.
 
 pub mod cam;
+pub mod chest;
 mod classifier;
 pub mod lungs;
 pub mod pipeline;
