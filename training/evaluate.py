@@ -157,7 +157,7 @@ def p_transformed(sess, x, transform, mean, std):
 def processing_probe(sess, x, p, is_covid, threshold, mean, std):
     """The same films as another hospital's console would have processed them: what flips?
 
-    Every adult normal of the pool is an NIH film, soft and low in local contrast; modern
+    The NIH normals, most of the pool's adult normals, are soft films, low in local contrast; modern
     consoles sharpen films with a large-kernel unsharp mask. A model that learned "contrasty
     means COVID" calls a sharpened normal film COVID. Each film is given `train.unsharp`
     (sigma 8 pixels, amount 1: sharpened; sigma 24, amount -0.5: softened) and, separately,
@@ -708,7 +708,7 @@ def processing_text(f, p_process, p_clahe=0.0):
         else "Training did not vary local contrast."
     )
     return f"""
-**Processing.** Every adult normal of the pool is an NIH film, soft and low in local contrast;
+**Processing.** The NIH normals, most of the pool's adult normals, are soft films, low in local contrast;
 modern consoles sharpen films with a large-kernel unsharp mask. Each test film sharpened that
 way (sigma 8 px, amount 1, equalised again): {f['sharpened_normal_called_covid']} of {f['normal']} normal films flip to
 COVID (mean change of P(covid) {f['sharpened_mean_change_normal']:+.3f}; ROC-AUC {f['sharpened_roc_auc']:.4f}). Softened (sigma 24 px,

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The training pipeline of the shipped model (3.2.1's recipe: whole films), from the pool to
-# model/ and tests/fixtures/, on the CPU. DATA=... names another pool (training/DATA.md),
-# PY=... another Python. training/run-lungs.sh is the lung-field recipe, a candidate.
+# The training pipeline of the shipped models, from the pool to model/ and tests/fixtures/, on
+# the CPU: the classifier (4.0.0's recipe: whole films, every pool v2 collection), its
+# collection-held-out table, and the chest check that refuses what is not a frontal chest
+# X-ray. DATA=... names another pool (training/DATA.md), OOD=... the real negatives, PY=...
+# another Python; HOLDOUT_EPOCHS=0 skips the collection-held-out runs (about 8 minutes each).
+# training/run-lungs.sh is the lung-field recipe, a candidate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cxr}
+OOD=${OOD:-../shared/data/ood}
 PY=${PY:-.venv/bin/python}
 if [ ! -x "$PY" ]; then
   python3 -m venv .venv
@@ -14,9 +18,16 @@ fi
 "$PY" training/split.py --data "$DATA" --out training/split.csv
 cargo build --release --locked --bin xray
 target/release/xray preprocess "$DATA" build/pre --lungs none --crops 4
-# 3.2.1 was trained on pool v1: the collections pool v2 added stay out of its training and
-# validation (split.py kept every v1 assignment, so these are v1's very films).
-"$PY" training/train.py --data "$DATA" --pre build/pre --out model --leave-out openist-normal ieee8023-nofinding
-# Scored on every held-out patient of pool v2, the collections it never saw included.
-"$PY" training/evaluate.py --data "$DATA" --pre build/pre --model model --unseen openist-normal ieee8023-nofinding \
-  ${HOLDOUT:+--holdout "$HOLDOUT"}
+# The chest check first: evaluate.py's heatmaps run through the served code, which needs it.
+"$PY" training/negatives.py --data "$DATA" --ood "$OOD" --out build/negatives
+target/release/xray preprocess build/negatives build/pre-neg --lungs none
+"$PY" training/chest_check.py --data "$DATA" --pre build/pre --neg-src build/negatives --neg build/pre-neg \
+  --out model --crops 1 --pool 2
+"$PY" training/train.py --data "$DATA" --pre build/pre --out model
+if [ "${HOLDOUT_EPOCHS:-60}" != 0 ]; then
+  "$PY" training/holdout.py --data "$DATA" --pre build/pre --out build/holdout \
+    --collections openist-normal nih-nofinding --epochs "${HOLDOUT_EPOCHS:-60}" --shipped model/model.json
+  HOLDOUT=build/holdout/holdout.json
+fi
+cargo build --release --locked --bin xray
+"$PY" training/evaluate.py --data "$DATA" --pre build/pre --model model ${HOLDOUT:+--holdout "$HOLDOUT"}
