@@ -22,7 +22,7 @@ target/release/xray preprocess "$DATA" build/pre --lungs none --crops 4
 "$PY" training/negatives.py --data "$DATA" --ood "$OOD" --out build/negatives
 target/release/xray preprocess build/negatives build/pre-neg --lungs none
 "$PY" training/chest_check.py --data "$DATA" --pre build/pre --neg-src build/negatives --neg build/pre-neg \
-  --out model --crops 1 --pool 2
+  --out model --crops 1 --pool 3
 "$PY" training/train.py --data "$DATA" --pre build/pre --out model
 if [ "${HOLDOUT_EPOCHS:-60}" != 0 ]; then
   "$PY" training/holdout.py --data "$DATA" --pre build/pre --out build/holdout \

@@ -2,7 +2,7 @@
 //!
 //! The classifier knows two answers, COVID-19 and normal, and gives one of them to anything:
 //! a CT slice, a lateral film, a chart. The [`ChestCheck`] is a small CNN
-//! (`training/chest_check.py`, 7 MMAC) that reads the same prepared whole film (trimmed,
+//! (`training/chest_check.py`, 3 MMAC) that reads the same prepared whole film (trimmed,
 //! 192x192, equalised) and gives P(frontal chest X-ray); below its card's threshold the answer
 //! is [`Error::NotAChestXray`] (`not_a_chest_xray`, HTTP 422), never a label. It is embedded
 //! like the classifier and built into a tract plan once per process.
