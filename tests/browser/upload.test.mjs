@@ -100,13 +100,21 @@ test("a file that is not an X-ray shows the error code", async () => {
   await page.close();
 });
 
-test("an input unlike a chest film shows the API's warning beside the answer", async () => {
+test("a film unlike the training films shows the API's warning beside the answer", async () => {
   const page = await browser.newPage();
-  await upload(page, "../hostile/one-pixel.jpg");
-  assert.ok(await page.isVisible("#label"));
+  await upload(page, "../hostile/small-film.png");
+  assert.ok(await page.isVisible("#label"), await page.textContent("#result"));
   const warning = page.locator('.input-warning[data-code="small_image"]');
   assert.equal(await warning.count(), 1);
   assert.match(await warning.textContent(), /under 128 px/);
+  await page.close();
+});
+
+test("what is not a frontal chest X-ray shows not_a_chest_xray, not a label", async () => {
+  const page = await browser.newPage();
+  await upload(page, "../not-chest/lateral.jpg");
+  assert.equal((await page.textContent("#error")).trim(), "not_a_chest_xray");
+  assert.ok(!(await page.isVisible("#label")));
   await page.close();
 });
 
