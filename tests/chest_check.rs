@@ -10,7 +10,6 @@ use base64::Engine;
 use covid_xray::api::App;
 use covid_xray::config::HttpConfig;
 use covid_xray::{Classifier, Error};
-use lambda_http::Body;
 
 /// Real CT slices (axial, coronal) and a lateral film of held-out groups, and a drawn chart.
 fn not_chest() -> Vec<PathBuf> {
@@ -67,19 +66,15 @@ fn the_handler_answers_422_not_a_chest_xray() {
         Classifier::embedded().expect("model"),
         HttpConfig::default(),
     );
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
     for f in not_chest() {
         let ct = if f.extension().is_some_and(|x| x == "png") {
             "image/png"
         } else {
             "image/jpeg"
         };
-        let resp = rt.block_on(app.handle(event_with_body(&std::fs::read(&f).expect("read"), ct)));
-        assert_eq!(resp.status().as_u16(), 422, "{}", f.display());
-        let body: serde_json::Value = match resp.body() {
-            Body::Text(t) => serde_json::from_str(t).expect("JSON"),
-            other => panic!("{other:?}"),
-        };
+        let (status, body) =
+            common::respond(&app, event_with_body(&std::fs::read(&f).expect("read"), ct));
+        assert_eq!(status, 422, "{}", f.display());
         assert_eq!(body["error"]["code"], "not_a_chest_xray", "{body}");
         assert!(body.get("label").is_none());
     }

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use covid_xray::Classifier;
@@ -164,14 +163,7 @@ fn handle(app: &App, content_type: &str, body: Vec<u8>) -> (u16, serde_json::Val
         .header("content-type", content_type)
         .body(lambda_http::Body::Binary(body))
         .expect("request");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let response = runtime.block_on(app.handle(req));
-    let status = response.status().as_u16();
-    let json = serde_json::from_slice(response.body()).expect("JSON body");
-    (status, json)
+    common::respond(app, req)
 }
 
 #[test]
@@ -209,31 +201,11 @@ fn the_http_api_reads_dicom_raw_sniffed_and_as_base64() {
 }
 
 /// A log sink that keeps every line.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn patient_data_never_reaches_an_answer_or_a_log() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
     let app = App::new(classifier(), HttpConfig::default());
     let mut answers = String::new();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = common::capture_logs(|| {
         for name in [
             "normal-8bit-explicit.dcm",
             "refused-ct.dcm",
@@ -243,7 +215,6 @@ fn patient_data_never_reaches_an_answer_or_a_log() {
             answers.push_str(&body.to_string());
         }
     });
-    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
     assert!(logs.contains("request"), "the requests were logged: {logs}");
     for secret in ["Doe", "Jane", "PID-SECRET", "19700101"] {
         assert!(

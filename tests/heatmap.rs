@@ -9,7 +9,6 @@ use base64::Engine;
 use covid_xray::Classifier;
 use covid_xray::api::App;
 use covid_xray::config::HttpConfig;
-use lambda_http::Body;
 
 fn png_of(b64: &str) -> image::DynamicImage {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -97,14 +96,7 @@ fn event(name: &str) -> serde_json::Value {
 
 fn run(app: &App, event: &serde_json::Value) -> (u16, serde_json::Value) {
     let req = lambda_http::request::from_str(&event.to_string()).expect("lambda_http event");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let resp = rt.block_on(app.handle(req));
-    let status = resp.status().as_u16();
-    let body = match resp.body() {
-        Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
-        other => panic!("expected a text body, got {other:?}"),
-    };
-    (status, body)
+    common::respond(app, req)
 }
 
 #[test]

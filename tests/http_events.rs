@@ -8,7 +8,6 @@ use base64::Engine;
 use covid_xray::Classifier;
 use covid_xray::api::App;
 use covid_xray::config::HttpConfig;
-use lambda_http::Body;
 
 fn app() -> App {
     App::new(
@@ -28,14 +27,7 @@ fn event(name: &str) -> (serde_json::Value, lambda_http::Request) {
 }
 
 fn run(app: &App, req: lambda_http::Request) -> (u16, serde_json::Value) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let resp = rt.block_on(app.handle(req));
-    let status = resp.status().as_u16();
-    let body = match resp.body() {
-        Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
-        other => panic!("expected a text body, got {other:?}"),
-    };
-    (status, body)
+    common::respond(app, req)
 }
 
 #[test]

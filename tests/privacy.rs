@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use base64::Engine;
 use covid_xray::Classifier;
@@ -15,25 +14,6 @@ use covid_xray::config::TriggerConfig;
 use covid_xray::s3::store::{BoxFuture, ObjectMeta, ObjectStore, StoreError};
 use covid_xray::s3::trigger;
 use lambda_http::Body;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-}
 
 /// An in-memory store that serves one object: privacy is about what we log, not about S3.
 struct OneObject(Vec<u8>, Mutex<Vec<String>>);
@@ -61,18 +41,6 @@ impl ObjectStore for OneObject {
     }
 }
 
-fn capture<T>(f: impl FnOnce() -> T) -> (T, String) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    (out, captured.text())
-}
-
 fn assert_no_image(logs: &str, image: &[u8]) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(image);
     for window in [&b64[100..140], &b64[b64.len() / 2..b64.len() / 2 + 40]] {
@@ -95,7 +63,7 @@ fn an_http_request_logs_no_image_bytes() {
         .enable_all()
         .build()
         .expect("rt");
-    let (status, logs) = capture(|| {
+    let (status, logs) = common::capture_logs(|| {
         let req = lambda_http::http::Request::builder()
             .method("POST")
             .uri("/predict")
@@ -129,7 +97,7 @@ fn a_trigger_event_logs_no_image_bytes_and_no_full_key() {
         .build()
         .expect("rt");
     let classifier = Classifier::embedded().expect("model");
-    let (outcomes, logs) = capture(|| {
+    let (outcomes, logs) = common::capture_logs(|| {
         rt.block_on(trigger::handle_event(
             &classifier,
             &store,

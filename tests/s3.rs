@@ -137,6 +137,30 @@ async fn get_json(store: &S3Store, key: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("result JSON")
 }
 
+/// Puts each `(key, bytes, content type)` in the bucket, then runs the trigger, default
+/// configuration, on one S3 event that names them all.
+async fn upload_and_trigger(
+    store: &S3Store,
+    uploads: &[(&str, Vec<u8>, &str)],
+    request_id: &str,
+) -> Result<Vec<Outcome>, trigger::RetryableFailure> {
+    for (key, bytes, content_type) in uploads {
+        store
+            .put(BUCKET, key, bytes.clone(), content_type)
+            .await
+            .expect("put upload");
+    }
+    let keys: Vec<&str> = uploads.iter().map(|u| u.0).collect();
+    trigger::handle_event(
+        &classifier(),
+        store,
+        &TriggerConfig::default(),
+        put_event(&keys),
+        request_id,
+    )
+    .await
+}
+
 /// A fixture film at 100 x 120 px: smaller than any training film, still a chest X-ray.
 fn small_film() -> Vec<u8> {
     let film = image::load_from_memory(&common::first_of("normal"))
@@ -282,25 +306,20 @@ async fn dicom_uploads_are_classified_or_refused_and_name_no_patient() {
         std::fs::read(common::fixtures().join("dicom").join(name)).expect("DICOM fixture")
     };
     let uploads = [
-        ("uploads/ward 3/film.dcm", dicom("covid-12bit-window.dcm")),
-        ("uploads/ct.dcm", dicom("refused-ct.dcm")),
+        (
+            "uploads/ward 3/film.dcm",
+            dicom("covid-12bit-window.dcm"),
+            "application/dicom",
+        ),
+        (
+            "uploads/ct.dcm",
+            dicom("refused-ct.dcm"),
+            "application/dicom",
+        ),
     ];
-    for (key, bytes) in &uploads {
-        store
-            .put(BUCKET, key, bytes.clone(), "application/dicom")
-            .await
-            .expect("put upload");
-    }
-    let keys: Vec<&str> = uploads.iter().map(|u| u.0).collect();
-    let outcomes = trigger::handle_event(
-        &classifier(),
-        &store,
-        &TriggerConfig::default(),
-        put_event(&keys),
-        "req-dicom",
-    )
-    .await
-    .expect("handled");
+    let outcomes = upload_and_trigger(&store, &uploads, "req-dicom")
+        .await
+        .expect("handled");
     assert!(
         matches!(outcomes[0], Outcome::Classified { .. }),
         "{outcomes:?}"
@@ -340,22 +359,9 @@ async fn uploads_that_are_not_chest_xrays_get_a_final_error_result() {
         ("uploads/chart.png", read("chart.png"), "image/png"),
         ("uploads/film.jpg", common::first_of("normal"), "image/jpeg"),
     ];
-    for (key, bytes, content_type) in &uploads {
-        store
-            .put(BUCKET, key, bytes.clone(), content_type)
-            .await
-            .expect("put upload");
-    }
-    let keys: Vec<&str> = uploads.iter().map(|u| u.0).collect();
-    let outcomes = trigger::handle_event(
-        &classifier(),
-        &store,
-        &TriggerConfig::default(),
-        put_event(&keys),
-        "req-not-chest",
-    )
-    .await
-    .expect("handled: a refused upload is an answer, not a retry");
+    let outcomes = upload_and_trigger(&store, &uploads, "req-not-chest")
+        .await
+        .expect("handled: a refused upload is an answer, not a retry");
     for outcome in &outcomes[..3] {
         assert!(
             matches!(

@@ -169,3 +169,47 @@ pub fn label_of_bytes(bytes: &[u8]) -> Option<String> {
         .find(|f| std::fs::read(&f.path).map(|b| b == bytes).unwrap_or(false))
         .map(|f| f.label)
 }
+
+/// Sends `req` through the handler on a fresh runtime: its status and its JSON body (always
+/// text: the handler answers JSON).
+pub fn respond(app: &covid_xray::api::App, req: lambda_http::Request) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let resp = rt.block_on(app.handle(req));
+    let status = resp.status().as_u16();
+    let body = match resp.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
+        other => panic!("expected a text body, got {other:?}"),
+    };
+    (status, body)
+}
+
+/// Log output at every level, written to memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` with every tracing event, TRACE included, captured: its result and the log text.
+pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
+    (out, text)
+}
