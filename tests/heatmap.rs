@@ -14,8 +14,12 @@ fn png_of(b64: &str) -> image::DynamicImage {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .expect("base64");
+    png_of_bytes(&bytes)
+}
+
+fn png_of_bytes(bytes: &[u8]) -> image::DynamicImage {
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).expect("a valid PNG")
+    image::load_from_memory_with_format(bytes, image::ImageFormat::Png).expect("a valid PNG")
 }
 
 /// The exported network's calibration, `P(covid) = sigmoid(a * z + b)` with `z` the logit
@@ -54,7 +58,7 @@ fn the_map_is_the_models_own_evidence() {
         assert_eq!(plain.probabilities, explained.probabilities);
         assert_eq!(plain.label, explained.label);
         assert_eq!(heatmap.label, plain.label);
-        let png = png_of(&heatmap.png);
+        let png = png_of_bytes(&heatmap.png);
         assert_eq!((png.width(), png.height()), (192, 192));
         assert_eq!(heatmap.size, 192);
         assert!(matches!(png, image::DynamicImage::ImageRgb8(_)));

@@ -343,7 +343,7 @@ fn run_predict(
             });
         if let (Ok((_, Some(h))), Some(dir)) = (&result, heatmaps) {
             let stem = file.file_stem().unwrap_or_default().to_string_lossy();
-            std::fs::write(dir.join(format!("{stem}.heatmap.png")), h.png_bytes()?)?;
+            std::fs::write(dir.join(format!("{stem}.heatmap.png")), &h.png)?;
         }
         let line = match (&result, as_json) {
             (Ok((p, h)), true) => serde_json::to_string(&CliLine::Answer {

@@ -242,8 +242,9 @@ impl ActivationMap {
 /// raw map it was drawn from.
 #[derive(Debug, Clone, Serialize)]
 pub struct Heatmap {
-    /// Base64 PNG, `size` x `size`.
-    pub png: String,
+    /// The PNG, `size` x `size`; base64 in JSON.
+    #[serde(serialize_with = "base64_string")]
+    pub png: Vec<u8>,
     /// Side of the PNG, in pixels: the prepared image's.
     pub size: u32,
     /// The label whose evidence is drawn.
@@ -263,18 +264,16 @@ pub struct Grid {
     pub values: Vec<f32>,
 }
 
-impl Heatmap {
-    /// The PNG's bytes.
-    pub fn png_bytes(&self) -> Result<Vec<u8>, Error> {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.png)
-            .map_err(|e| Error::Model(format!("heatmap PNG: {e}")))
-    }
+/// Bytes as a standard base64 string: the PNG is encoded once, when an answer is written as
+/// JSON, and the CLI writes the bytes themselves.
+fn base64_string<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine as _;
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+}
 
+impl Heatmap {
     /// Draws `map` over `film` for `label` and encodes it.
     pub fn new(map: &ActivationMap, film: &GrayImage, label: Label) -> Result<Heatmap, Error> {
-        use base64::Engine as _;
         let overlay = map.overlay(film, label);
         let mut png = Vec::new();
         // Paeth-filtered, fast deflate: the smallest and quickest of the encoder's choices on
@@ -292,7 +291,7 @@ impl Heatmap {
         )
         .map_err(|e| Error::Model(format!("heatmap PNG: {e}")))?;
         Ok(Heatmap {
-            png: base64::engine::general_purpose::STANDARD.encode(png),
+            png,
             size: overlay.width(),
             label,
             grid: Grid {
