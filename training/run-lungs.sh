@@ -4,13 +4,7 @@
 # DATA=... names another pool (training/DATA.md), PY=... another Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data/cxr}
-PY=${PY:-.venv/bin/python}
-if [ ! -x "$PY" ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install -q -r training/requirements.txt
-  PY=.venv/bin/python
-fi
+. training/env.sh
 started=$(date +%s)
 step() { echo "== $* ($(( $(date +%s) - started )) s)"; }
 step "1. split by patient (earlier assignments kept)"

@@ -7,14 +7,8 @@
 # training/run-lungs.sh is the lung-field recipe, a candidate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data/cxr}
 OOD=${OOD:-../shared/data/ood}
-PY=${PY:-.venv/bin/python}
-if [ ! -x "$PY" ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install -q -r training/requirements.txt
-  PY=.venv/bin/python
-fi
+. training/env.sh
 "$PY" training/split.py --data "$DATA" --out training/split.csv
 cargo build --release --locked --bin xray
 target/release/xray preprocess "$DATA" build/pre --lungs none --crops 4
