@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lungs import Exported  # noqa: E402  (the network with a sigmoid on its logits)
 from train import augment, clahe_like_another_hospital, load_split, normalise, process_like_another_hospital  # noqa: E402
 
 REAL_KINDS = ("ct_axial", "ct_coronal", "lateral")
@@ -61,15 +62,6 @@ class ChestCheck(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
-
-
-class Exported(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, image):
-        return torch.sigmoid(self.net(image))
 
 
 def count_mmac(net, size):

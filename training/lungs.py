@@ -73,6 +73,8 @@ class LungNet(nn.Module):
 
 
 class Exported(nn.Module):
+    """What is exported: the network's logits through a sigmoid (chest_check.py's too)."""
+
     def __init__(self, net):
         super().__init__()
         self.net = net
