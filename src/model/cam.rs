@@ -37,7 +37,13 @@ impl CamHead {
         let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut Cursor::new(onnx))
             .map_err(|e| Error::Model(e.to_string()))?;
-        Ok(head_of(&proto))
+        Ok(CamHead::of(&proto))
+    }
+
+    /// [`CamHead::find`] on a parsed model (the classifier parses its file once, for the
+    /// plan and for this).
+    pub fn of(proto: &ModelProto) -> Option<CamHead> {
+        head_of(proto)
     }
 }
 

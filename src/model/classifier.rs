@@ -250,8 +250,14 @@ impl Classifier {
         } else {
             "unverified".to_string()
         };
-        let cam = CamHead::find(onnx)?;
-        let plan = build_plan(onnx, cam.as_ref().map(|c| c.features.as_str()))?;
+        // Parsed once: the heatmap head is read from the same model the plan is built from.
+        let proto = tract_onnx::onnx()
+            .proto_model_for_read(&mut std::io::Cursor::new(onnx))
+            .map_err(model_err)?;
+        let cam = CamHead::of(&proto);
+        let plan = runnable_plan_of(&proto, cam.as_ref().map(|c| c.features.as_str()))
+            .map_err(model_err)?;
+        PLANS_BUILT.fetch_add(1, Ordering::SeqCst);
         let chest = ChestCheck::embedded()?;
         Ok(Classifier {
             inner: Arc::new(Inner {
@@ -462,22 +468,25 @@ fn model_err(e: impl std::fmt::Display) -> Error {
     Error::Model(e.to_string())
 }
 
-fn build_plan(onnx: &[u8], features: Option<&str>) -> Result<Plan, Error> {
-    let plan = runnable_plan(onnx, features).map_err(model_err)?;
-    PLANS_BUILT.fetch_add(1, Ordering::SeqCst);
-    Ok(plan)
-}
-
 /// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the classifier
-/// and the lung finder are both built this way.
+/// the lung finder and the chest check are all built this way.
 ///
 /// `features` names an inner tensor to output second (the classifier's last feature grid,
 /// which class activation mapping reads): it is computed for the first output anyway, so a
 /// plain classification costs no more for it.
 pub(crate) fn runnable_plan(onnx: &[u8], features: Option<&str>) -> TractResult<Plan> {
+    let proto = tract_onnx::onnx().proto_model_for_read(&mut std::io::Cursor::new(onnx))?;
+    runnable_plan_of(&proto, features)
+}
+
+/// [`runnable_plan`] of a parsed model.
+fn runnable_plan_of(
+    proto: &tract_onnx::pb::ModelProto,
+    features: Option<&str>,
+) -> TractResult<Plan> {
     let side = INPUT_SIZE as usize;
     tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(onnx))
+        .model_for_proto_model(proto)
         .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, side, side]).into()))
         .and_then(|mut m| {
             if let Some(name) = features {
