@@ -468,7 +468,7 @@ fn model_err(e: impl std::fmt::Display) -> Error {
     Error::Model(e.to_string())
 }
 
-/// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the classifier
+/// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the classifier,
 /// the lung finder and the chest check are all built this way.
 ///
 /// `features` names an inner tensor to output second (the classifier's last feature grid,
