@@ -3,8 +3,9 @@
 //! the same aws-sdk-s3 client as on Lambda.
 
 mod common;
+#[path = "common/s3server.rs"]
+mod s3server;
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,85 +17,9 @@ use covid_xray::config::TriggerConfig;
 use covid_xray::s3::client::{S3Store, Timeouts};
 use covid_xray::s3::store::ObjectStore;
 use covid_xray::s3::trigger::{self, Outcome};
-use hyper_util::rt::TokioIo;
 use lambda_http::Body;
 
-const AK: &str = "AKIAIOSFODNN7EXAMPLE";
-const SK: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-const BUCKET: &str = "xray-uploads";
-
-/// Serves `service` on a fresh loopback port; returns the endpoint URL.
-async fn serve<S>(service: S) -> String
-where
-    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Response: Into<hyper::Response<s3s::Body>>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                break;
-            };
-            let service = service.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let fut = service.call(req);
-                    async move { fut.await.map(Into::into) }
-                });
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                    .ok();
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
-/// A real S3 server (s3s-fs) over a temporary folder, with one bucket.
-async fn s3_server() -> (String, S3Store, tempdir::Dir) {
-    let dir = tempdir::Dir::new();
-    let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(AK, SK));
-    let endpoint = serve(builder.build()).await;
-    let store = S3Store::with_endpoint(&endpoint, "us-east-1", AK, SK).await;
-    store
-        .client()
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("create bucket");
-    (endpoint, store, dir)
-}
-
-mod tempdir {
-    /// A folder removed on drop.
-    pub struct Dir(std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let p = std::env::temp_dir().join(format!("xray-s3-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&p).expect("mkdir");
-            Dir(p)
-        }
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            std::fs::remove_dir_all(&self.0).ok();
-        }
-    }
-}
+use s3server::{AK, BUCKET, SK, closed_port, failing_server, s3_server};
 
 /// Encodes a key as S3 event notifications do: form encoding, space as '+'.
 fn event_encode(key: &str) -> String {
@@ -131,7 +56,7 @@ fn put_event(keys: &[&str]) -> S3Event {
 
 async fn get_json(store: &S3Store, key: &str) -> serde_json::Value {
     let (bytes, _) = store
-        .get(BUCKET, key, 1 << 20)
+        .get(BUCKET, key, None, 1 << 20)
         .await
         .unwrap_or_else(|e| panic!("{key}: {e}"));
     serde_json::from_slice(&bytes).expect("result JSON")
@@ -503,29 +428,6 @@ async fn http_s3_references() {
         (status, v["error"]["code"].as_str()),
         (403, Some("s3_not_enabled"))
     );
-}
-
-/// A server that answers every request with `status`.
-async fn failing_server(status: u16) -> String {
-    let svc = hyper::service::service_fn(
-        move |_req: hyper::Request<hyper::body::Incoming>| async move {
-            let mut r = hyper::Response::new(s3s::Body::from(
-                "<Error><Code>InternalError</Code><Message>boom</Message></Error>".to_string(),
-            ));
-            *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
-            Ok::<_, Infallible>(r)
-        },
-    );
-    serve(svc).await
-}
-
-async fn closed_port() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    drop(l);
-    format!("http://{addr}")
 }
 
 /// What every unreachable or failing S3 must look like: the trigger reports both records of

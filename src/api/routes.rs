@@ -232,7 +232,7 @@ impl App {
             .as_ref()
             .ok_or_else(|| ApiError::new(503, "s3_unavailable", "no S3 client is configured"))?;
         store
-            .get(bucket, key, self.config.max_object_bytes)
+            .get(bucket, key, None, self.config.max_object_bytes)
             .await
             .map(|(bytes, _meta)| bytes)
             .map_err(ApiError::from)

@@ -1,5 +1,6 @@
-//! `xray-s3`: the S3 upload trigger Lambda. Classifies each uploaded X-ray and writes its
-//! result JSON back to S3 (see `covid_xray::s3::trigger`).
+//! `xray-s3`: the S3 Lambda. Classifies each uploaded X-ray (an S3 notification) or each
+//! object of an S3 Batch Operations job, and writes its result JSON back to S3 (see
+//! `covid_xray::s3::trigger` and `covid_xray::s3::batch`).
 
 // A panic aborts a Lambda sandbox: non-test code returns errors instead.
 #![cfg_attr(
@@ -9,16 +10,16 @@
 
 use std::process::ExitCode;
 
-use aws_lambda_events::event::s3::S3Event;
 use clap::Parser;
 use covid_xray::Classifier;
 use covid_xray::config::{self, TriggerConfig};
 use covid_xray::s3::S3Store;
-use covid_xray::s3::trigger;
+use covid_xray::s3::invocation;
 use lambda_runtime::{LambdaEvent, service_fn};
 
-/// The covid-xray S3 upload trigger: classifies every X-ray uploaded under XRAY_UPLOAD_PREFIX
-/// and writes its result JSON under XRAY_RESULTS_PREFIX.
+/// The covid-xray S3 function: classifies every X-ray uploaded under XRAY_UPLOAD_PREFIX (S3
+/// notifications) or named by an S3 Batch Operations job, and writes its result JSON under
+/// XRAY_RESULTS_PREFIX.
 ///
 /// It runs only under AWS Lambda or `cargo lambda watch`. Educational software, not a
 /// medical device.
@@ -50,17 +51,19 @@ async fn run() -> Result<(), String> {
     let classifier = Classifier::from_env().map_err(|e| e.to_string())?;
     let store = S3Store::from_env().await;
     let (classifier, store, config) = (&classifier, &store, &config);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {
-        let outcomes = trigger::handle_event(
-            classifier,
-            store,
-            config,
-            event.payload,
-            &event.context.request_id,
-        )
-        .await?;
-        Ok::<_, lambda_runtime::Error>(serde_json::json!({ "records": outcomes.len() }))
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            invocation::handle(
+                classifier,
+                store,
+                config,
+                event.payload,
+                &event.context.request_id,
+            )
+            .await
+            .map_err(lambda_runtime::Error::from)
+        },
+    ))
     .await
     .map_err(|e| format!("the Lambda runtime stopped: {e}"))
 }

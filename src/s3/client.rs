@@ -189,6 +189,7 @@ impl ObjectStore for S3Store {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         max_bytes: u64,
     ) -> BoxFuture<'a, Result<(Vec<u8>, ObjectMeta), StoreError>> {
         Box::pin(async move {
@@ -198,6 +199,7 @@ impl ObjectStore for S3Store {
                 .head_object()
                 .bucket(bucket)
                 .key(key)
+                .set_version_id(version_id.map(String::from))
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;
@@ -213,6 +215,7 @@ impl ObjectStore for S3Store {
                 .get_object()
                 .bucket(bucket)
                 .key(key)
+                .set_version_id(version_id.map(String::from))
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;

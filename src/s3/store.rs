@@ -43,11 +43,13 @@ pub struct ObjectMeta {
 /// Reads and writes objects. `get` refuses objects larger than `max_bytes` before
 /// downloading their body.
 pub trait ObjectStore: Send + Sync {
-    /// The whole object, at most `max_bytes` long, with its metadata.
+    /// The whole object, at most `max_bytes` long, with its metadata: the version named by
+    /// `version_id` on a versioned bucket, else the current one.
     fn get<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         max_bytes: u64,
     ) -> BoxFuture<'a, Result<(Vec<u8>, ObjectMeta), StoreError>>;
 

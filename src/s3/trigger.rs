@@ -32,7 +32,7 @@ pub fn decode_key(raw: &str) -> String {
 }
 
 /// What happened to one record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// A prediction was written to `result_key`.
     Classified {
@@ -40,6 +40,8 @@ pub enum Outcome {
         result_key: String,
         /// `covid` or `normal`.
         label: &'static str,
+        /// P(covid), calibrated.
+        p_covid: f32,
     },
     /// An error result was written: the object is not a readable X-ray. Final.
     Rejected {
@@ -141,7 +143,6 @@ async fn process_record(
     record: S3EventRecord,
     request_id: &str,
 ) -> Result<Outcome, RecordError> {
-    let started = Instant::now();
     let created = record
         .event_name
         .as_deref()
@@ -173,16 +174,71 @@ async fn process_record(
         .results_bucket
         .clone()
         .unwrap_or_else(|| bucket.clone());
+    let target = Target {
+        bucket,
+        key,
+        // The notification's version: the object that was uploaded, even if a newer one has
+        // replaced it since.
+        version_id: record.s3.object.version_id,
+        etag: record.s3.object.e_tag,
+        results_bucket,
+        result_key,
+    };
+    // Deleted before we got to it, or too large: final answers. Denied, throttled or
+    // unreachable: the invocation fails and Lambda retries it.
+    let final_read =
+        |e: &StoreError| matches!(e, StoreError::NotFound | StoreError::TooLarge { .. });
+    classify_to_result(classifier, store, config, target, &final_read, request_id).await
+}
+
+/// One object to classify and where its result goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The object's bucket.
+    pub bucket: String,
+    /// Its key, decoded.
+    pub key: String,
+    /// The version to read; `None` reads the current one.
+    pub version_id: Option<String>,
+    /// The ETag the event carried, recorded when the store does not send one.
+    pub etag: Option<String>,
+    /// Where the result goes.
+    pub results_bucket: String,
+    /// The result's key.
+    pub result_key: String,
+}
+
+/// Reads one object, classifies it and writes its result object: the prediction, or an error
+/// result when the object is not a readable X-ray or `final_read` calls its read failure a
+/// final answer. The trigger and S3 Batch Operations share it, so their results are one shape.
+///
+/// `Err` means nothing was written: the caller retries (the trigger fails its invocation,
+/// a Batch task answers `TemporaryFailure`) or reports it.
+pub(crate) async fn classify_to_result(
+    classifier: &Classifier,
+    store: &dyn ObjectStore,
+    config: &TriggerConfig,
+    target: Target,
+    final_read: &(dyn Fn(&StoreError) -> bool + Sync),
+    request_id: &str,
+) -> Result<Outcome, RecordError> {
+    let started = Instant::now();
+    let Target {
+        bucket,
+        key,
+        version_id,
+        etag,
+        results_bucket,
+        result_key,
+    } = target;
     if results_bucket == bucket && result_key.starts_with(&config.upload_prefix) {
         return Err(RecordError::WouldRetrigger(redact(&result_key)));
     }
-    let event_etag = record.s3.object.e_tag;
-    let event_version = record.s3.object.version_id;
     let source = |meta: ObjectMeta| SourceObject {
         bucket: bucket.clone(),
         key: key.clone(),
-        etag: meta.etag.or_else(|| event_etag.clone()),
-        version_id: meta.version_id.or_else(|| event_version.clone()),
+        etag: meta.etag.or_else(|| etag.clone()),
+        version_id: meta.version_id.or_else(|| version_id.clone()),
     };
     let rejected = |e: ApiError| {
         let outcome = ResultOutcome::Error {
@@ -199,7 +255,15 @@ async fn process_record(
             },
         )
     };
-    let ((outcome, result), meta) = match store.get(&bucket, &key, config.max_object_bytes).await {
+    let read = store
+        .get(
+            &bucket,
+            &key,
+            version_id.as_deref(),
+            config.max_object_bytes,
+        )
+        .await;
+    let ((outcome, result), meta) = match read {
         Ok((bytes, meta)) => {
             let worker = classifier.clone();
             let classified = tokio::task::spawn_blocking(move || worker.classify(&bytes))
@@ -208,10 +272,12 @@ async fn process_record(
             match classified {
                 Ok(p) => {
                     let label = p.label.as_str();
+                    let p_covid = p.probabilities.covid;
                     let answer = Answer::new(p, started.elapsed().as_secs_f64() * 1e3);
                     let classified = Outcome::Classified {
                         result_key: result_key.clone(),
                         label,
+                        p_covid,
                     };
                     ((ResultOutcome::Answer(answer), classified), meta)
                 }
@@ -219,10 +285,7 @@ async fn process_record(
                 Err(e) => (rejected(ApiError::from(e)), meta),
             }
         }
-        // Deleted before we got to it, or too large to classify: final answers.
-        Err(e @ (StoreError::NotFound | StoreError::TooLarge { .. })) => {
-            (rejected(ApiError::from(e)), ObjectMeta::default())
-        }
+        Err(e) if final_read(&e) => (rejected(ApiError::from(e)), ObjectMeta::default()),
         Err(e) => {
             return Err(RecordError::Read {
                 key: redact(&key),
@@ -251,10 +314,10 @@ async fn process_record(
             key = redact(&key),
             label,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
-            "classified upload"
+            "classified object"
         ),
         Outcome::Rejected { code, .. } => {
-            tracing::info!(request_id, key = redact(&key), code, "rejected upload")
+            tracing::info!(request_id, key = redact(&key), code, "rejected object")
         }
         Outcome::Ignored => {}
     }
