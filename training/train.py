@@ -196,6 +196,57 @@ def standardize(x):
     return centred / torch.sqrt((centred * centred).mean(dim=(2, 3), keepdim=True) + 1e-6)
 
 
+class ReverseGradient(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by -weight (Ganin and Lempitsky's
+    gradient reversal): what helps the adversary is taken away from the features."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.weight * grad, None
+
+
+class CollectionAdversary(nn.Module):
+    """Guesses a film's collection from the pooled features, within its class (`--adversary`).
+
+    One small head per class: among the normal films it tells NIH from the teaching module,
+    the children and the COVID collection's own normals; among the COVID films, one COVID
+    collection from the other. Its gradient reaches the network reversed, so the features
+    lose what tells a collection from another of the same class (a scanner's look, a
+    collection's processing) and keep what tells the classes apart: an unseen hospital's
+    normals should then look like normals, not like 'not NIH'. Training only: the exported
+    network has no trace of it.
+    """
+
+    def __init__(self, collections_per_class, width=160):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, n)) if n > 1 else None for n in collections_per_class
+        )
+
+    def loss(self, pooled, label, within, weight):
+        reversed_ = ReverseGradient.apply(pooled, weight)
+        total, count = reversed_.new_zeros(()), 0
+        for c, head in enumerate(self.heads):
+            chosen = label == c
+            if head is None or chosen.sum() < 2:
+                continue
+            total = total + F.cross_entropy(head(reversed_[chosen]), within[chosen], reduction="sum")
+            count += int(chosen.sum())
+        return total / max(count, 1)
+
+
+def collection_indices(rows, labels):
+    """Each film's collection as an index within its class, and the collections per class."""
+    per_class = [sorted({r["source"] for r in rows if r["label"] == name}) for name in LABELS]
+    within = [per_class[LABELS.index(r["label"])].index(r["source"]) for r in rows]
+    return torch.tensor(within, dtype=torch.int64), [len(c) for c in per_class], per_class
+
+
 def optimizer_name(weight_decay):
     """training.json's `optimizer`: the default decay spelt `5e-4`, as every model's card has it."""
     decay = "5e-4" if weight_decay == 5e-4 else f"{weight_decay:g}"
@@ -600,6 +651,12 @@ def parse_args(argv=None):
         metavar="HOLDOUT_JSON",
         help="take the threshold from holdout.py's pooled collection-held-out predictions instead of the validation patients' equal-error point",
     )
+    ap.add_argument(
+        "--adversary",
+        type=float,
+        default=0.0,
+        help="weight of the reversed gradient of a collection adversary within each class (CollectionAdversary); 0: none",
+    )
     ap.add_argument("--device", default="cpu", help="where the network trains (`cuda` for exploration; augmentation stays on the CPU, and the shipped model trains on the CPU)")
     args = ap.parse_args(argv)
     if not 0 <= args.select_from < 1:
@@ -621,11 +678,15 @@ def load_data(args):
     xva, yva = load_images(splits["val"])
     use_crops = args.crops and max(args.crop_normal, args.crop_covid) > 0 and not args.export_only
     crops = load_crops(splits["train"], args.pre, args.crops) if use_crops else None
+    within, per_class, names = collection_indices(splits["train"], LABELS)
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
-    return {"params": params, "splits": splits, "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva, "crops": crops}
+    return {
+        "params": params, "splits": splits, "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva, "crops": crops,
+        "within": within, "collections_per_class": per_class, "collection_names": names,
+    }
 
 
-def train_batch(net, opt, sched, data, idx, args, gen, class_weight):
+def train_batch(net, opt, sched, data, idx, args, gen, class_weight, adversary=None, adversary_weight=0.0):
     """One optimiser step on the training films `idx`: framing, hospital processing and the
     geometric and intensity augmentation, then the class-weighted cross-entropy. Returns the loss."""
     mean, std = data["params"]["mean"], data["params"]["std"]
@@ -636,7 +697,14 @@ def train_batch(net, opt, sched, data, idx, args, gen, class_weight):
     framed = clahe_like_another_hospital(framed, args.clahe, gen)
     xb = normalise(augment(framed, gen, tuple(args.zoom), args.periphery), mean, std)
     device = class_weight.device
-    loss = F.cross_entropy(net(xb.to(device)), ytr[idx].to(device), weight=class_weight)
+    yb = ytr[idx].to(device)
+    if adversary is None:
+        loss = F.cross_entropy(net(xb.to(device)), yb, weight=class_weight)
+    else:
+        x = xb.to(device)
+        features = net.features(standardize(x) if net.standardize else x)
+        loss = F.cross_entropy(net.head(features), yb, weight=class_weight)
+        loss = loss + adversary.loss(features.mean(dim=(2, 3)), yb, data["within"][idx].to(device), adversary_weight)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -659,7 +727,9 @@ def train(args, data):
     ytr = data["ytr"]
     counts = torch.bincount(ytr, minlength=2).float()
     class_weight = (counts.sum() / (2 * counts)).to(args.device)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    adversary = CollectionAdversary(data["collections_per_class"]).to(args.device) if args.adversary > 0 else None
+    params = list(net.parameters()) + (list(adversary.parameters()) if adversary is not None else [])
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(ytr) / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15)
     gen = torch.Generator().manual_seed(args.seed)
@@ -670,9 +740,13 @@ def train(args, data):
         net.train()
         perm = torch.randperm(len(ytr), generator=gen)
         total = 0.0
+        # The adversary's pull grows from 0 to --adversary over training (Ganin and
+        # Lempitsky's schedule), so the features first learn the classes.
+        progress = (epoch - 1) / args.epochs
+        adversary_weight = args.adversary * (2 / (1 + math.exp(-10 * progress)) - 1)
         for i in range(0, len(perm), args.batch):
             idx = perm[i : i + args.batch]
-            total += train_batch(net, opt, sched, data, idx, args, gen, class_weight) * len(idx)
+            total += train_batch(net, opt, sched, data, idx, args, gen, class_weight, adversary, adversary_weight) * len(idx)
         row = {"epoch": epoch, "train_loss": total / len(ytr)}
         if epoch >= first_candidate:
             row["val_loss_live"], row["val_auc_live"] = validate(net, data)
@@ -767,6 +841,7 @@ def main(argv=None):
         "hospital_clahe": args.clahe,
         "zoom": args.zoom,
         "periphery": args.periphery,
+        **({"collection_adversary": {"weight": args.adversary, "collections": data["collection_names"]}} if args.adversary > 0 else {}),
         "candidates_from_epoch": math.floor(args.select_from * args.epochs) + 1,
         "tta": False,
         "val_auc_plain": auc,
