@@ -103,6 +103,54 @@ def frame(x_u8, crops, y, p_crop, gen):
     return x_u8
 
 
+MARKER_TEXTS = ["L", "R", "AP", "PA", "PORTABLE", "SUPINE", "ERECT", "AP SITTING", "1", "2", "ICU", "STANDING", "INSP", "L LAT", "CHEST"]
+
+
+def burn_in_artefacts(x_u8, p, gen):
+    """What clinical films carry and clean teaching films do not, on films of both classes with
+    probability `p` each (`--artefacts`): burned-in markers and text, a black or white band
+    where the collimator or scanner cut the film, and thin bright lines like the wires and
+    tubes of a portable film.
+
+    In the pool, such things come mostly with COVID films (portable ICU films, figures of
+    publications) and with NIH's normals, and the teaching module's normals have none, so a
+    model can read "clinical clutter" as "COVID". Drawn on both classes alike, they say nothing
+    of the label. Drawn on the prepared 8-bit film with Pillow; the film is not equalised
+    again (a marker is a few hundred pixels).
+    """
+    if p <= 0:
+        return x_u8
+    from PIL import ImageDraw, ImageFont
+
+    chosen = (torch.rand(len(x_u8), generator=gen) < p).nonzero().flatten().tolist()
+    if not chosen:
+        return x_u8
+    out = x_u8.clone()
+    size = x_u8.shape[-1]
+
+    def r(lo, hi):
+        return lo + (hi - lo) * torch.rand((), generator=gen).item()
+
+    for i in chosen:
+        im = Image.fromarray(out[i, 0].numpy())
+        draw = ImageDraw.Draw(im)
+        for _ in range(int(r(1, 4))):
+            text = MARKER_TEXTS[int(r(0, len(MARKER_TEXTS) - 1e-6))]
+            font = ImageFont.load_default(size=int(r(8, 20)))
+            fill = 255 if r(0, 1) < 0.8 else 0
+            draw.text((r(0, size * 0.85), r(0, size * 0.9)), text, fill=fill, font=font)
+        if r(0, 1) < 0.3:
+            band, fill = int(r(0.03, 0.12) * size), 0 if r(0, 1) < 0.7 else 255
+            side = int(r(0, 4 - 1e-6))
+            box = [(0, 0, band, size), (size - band, 0, size, size), (0, 0, size, band), (0, size - band, size, size)][side]
+            draw.rectangle(box, fill=fill)
+        for _ in range(int(r(0, 3))):
+            points = [(r(0, size), r(0, size)) for _ in range(int(r(2, 5)))]
+            draw.line(points, fill=int(r(180, 255)), width=int(r(1, 4)))
+        out[i, 0] = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())
+    return out
+
+
 def conv_bn(cin, cout, stride=1):
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -651,6 +699,7 @@ def parse_args(argv=None):
         metavar="HOLDOUT_JSON",
         help="take the threshold from holdout.py's pooled collection-held-out predictions instead of the validation patients' equal-error point",
     )
+    ap.add_argument("--artefacts", type=float, default=0.0, help="probability a training film of either class gets burned-in markers, a band and wire-like lines (burn_in_artefacts)")
     ap.add_argument(
         "--adversary",
         type=float,
@@ -693,6 +742,7 @@ def train_batch(net, opt, sched, data, idx, args, gen, class_weight, adversary=N
     ytr, crops = data["ytr"], data["crops"]
     p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
     framed = frame(data["xtr"][idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
+    framed = burn_in_artefacts(framed, args.artefacts, gen)
     framed = process_like_another_hospital(framed, args.process, gen)
     framed = clahe_like_another_hospital(framed, args.clahe, gen)
     xb = normalise(augment(framed, gen, tuple(args.zoom), args.periphery), mean, std)
@@ -841,6 +891,7 @@ def main(argv=None):
         "hospital_clahe": args.clahe,
         "zoom": args.zoom,
         "periphery": args.periphery,
+        **({"artefacts": args.artefacts} if args.artefacts > 0 else {}),
         **({"collection_adversary": {"weight": args.adversary, "collections": data["collection_names"]}} if args.adversary > 0 else {}),
         "candidates_from_epoch": math.floor(args.select_from * args.epochs) + 1,
         "tta": False,
