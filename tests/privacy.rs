@@ -118,3 +118,38 @@ fn a_trigger_event_logs_no_image_bytes_and_no_full_key() {
     }
     assert_no_image(&logs, &image);
 }
+
+#[test]
+fn a_batch_task_logs_and_answers_no_image_bytes_and_no_key() {
+    let image = common::first_of("covid");
+    let store = OneObject(image.clone(), Mutex::new(Vec::new()));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/s3-batch-v2.json");
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("JSON");
+    event["tasks"][0]["s3Key"] = "archive/Jane%20Q%20Patient%201970-01-01/chest-pa.jpg".into();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let classifier = Classifier::embedded().expect("model");
+    let (answer, logs) = common::capture_logs(|| {
+        rt.block_on(covid_xray::s3::invocation::handle(
+            &classifier,
+            &store,
+            &TriggerConfig::default(),
+            event,
+            "req",
+        ))
+    });
+    let answer = answer.expect("answered").to_string();
+    assert!(answer.contains("Succeeded"), "{answer}");
+    assert!(logs.contains("classified object"), "{logs}");
+    for secret in ["Jane", "Patient", "chest-pa", "1970"] {
+        assert!(!logs.contains(secret), "{secret:?} in the logs: {logs}");
+        assert!(
+            !answer.contains(secret),
+            "{secret:?} in the answer: {answer}"
+        );
+    }
+    assert_no_image(&logs, &image);
+}
