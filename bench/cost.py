@@ -143,7 +143,7 @@ def main():
 
     lines = [
         f"Machine: {cpu_name()}, each server pinned to one core; {args.requests} warm requests x {args.repeats} processes, medians.",
-        f"Prices: {args.arch}, ${PRICE_GB_S[args.arch]} per GB-second, ${PRICE_PER_MILLION_REQUESTS} per million requests (us-east-1).",
+        f"Prices: {args.arch}, ${PRICE_GB_S[args.arch]:.10f} per GB-second, ${PRICE_PER_MILLION_REQUESTS} per million requests (us-east-1).",
         "",
         f"| film | service | init CPU ms | first request ms | warm request ms | peak RSS MB | Lambda MB | warm billed ms | cold billed ms | $ / million, warm | $ / million, 1 in {args.cold_every} cold | cold share of cost |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
