@@ -3,7 +3,8 @@
 # the CPU: the classifier (4.0.0's recipe: whole films, every pool v2 collection), its
 # collection-held-out table, and the chest check that refuses what is not a frontal chest
 # X-ray. DATA=... names another pool (training/DATA.md), OOD=... the real negatives, PY=...
-# another Python; HOLDOUT_EPOCHS=0 skips the collection-held-out runs (about 8 minutes each).
+# another Python; HOLDOUT_EPOCHS=0 skips the collection-held-out runs (7-9 minutes each on one
+# thread, two at a time).
 # training/run-lungs.sh is the lung-field recipe, a candidate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ target/release/xray preprocess build/negatives build/pre-neg --lungs none
 "$PY" training/train.py --data "$DATA" --pre build/pre --out model
 if [ "${HOLDOUT_EPOCHS:-60}" != 0 ]; then
   "$PY" training/holdout.py --data "$DATA" --pre build/pre --out build/holdout \
-    --collections openist-normal nih-nofinding --epochs "${HOLDOUT_EPOCHS:-60}" --shipped model/model.json
+    --collections openist-normal nih-nofinding covid-cxnet ieee8023-covid --jobs 2 --epochs "${HOLDOUT_EPOCHS:-60}" \
+    --shipped model/model.json
   HOLDOUT=build/holdout/holdout.json
 fi
 cargo build --release --locked --bin xray
