@@ -533,6 +533,29 @@ def process_like_another_hospital(x_u8, p, gen):
     return x
 
 
+def blur_like_another_scanner(x_u8, p, gen):
+    """With probability `p`, each film of a uint8 batch [B,1,S,S] is blurred at the finest
+    scales (Gaussian, sigma uniform in 0.5-2 pixels of the model input), then equalised again
+    as the Rust preprocessing would (`--blur`).
+
+    The pool's collections differ in fine-scale sharpness (mean |film - blur_1.5(film)| on
+    the prepared films: NIH 3.4, the teaching module 4.1, the COVID collections 4.3 and 4.9,
+    the children 6.2), from scanners, digitisers and resampling. With NIH left out, the
+    smoothest training films are COVID films, and NIH's normals read as COVID. Blurring both
+    classes at random says smoothness is no evidence. `process_like_another_hospital` works at
+    3-32 pixels: the consoles' processing, not the detector's resolution.
+    """
+    if p <= 0:
+        return x_u8
+    chosen = (torch.rand(x_u8.shape[0], generator=gen) < p).nonzero().flatten()
+    if len(chosen) == 0:
+        return x_u8
+    sigma = 0.5 + 1.5 * torch.rand(len(chosen), generator=gen)
+    x = x_u8.clone()
+    x[chosen] = (equalize(gaussian_blur(x_u8[chosen].float() / 255, sigma)) * 255).round().to(torch.uint8)
+    return x
+
+
 def clahe_like_another_hospital(x_u8, p, gen):
     """With probability `p`, each film of a uint8 batch [B,1,S,S] gets `clahe` with 4, 6, 8 or
     12 tiles a side and a clip limit uniform in 1.5-5; returns uint8.
@@ -699,6 +722,7 @@ def parse_args(argv=None):
         metavar="HOLDOUT_JSON",
         help="take the threshold from holdout.py's pooled collection-held-out predictions instead of the validation patients' equal-error point",
     )
+    ap.add_argument("--blur", type=float, default=0.0, help="probability a training film of either class is blurred at 0.5-2 px and equalised again (blur_like_another_scanner)")
     ap.add_argument("--artefacts", type=float, default=0.0, help="probability a training film of either class gets burned-in markers, a band and wire-like lines (burn_in_artefacts)")
     ap.add_argument(
         "--adversary",
@@ -743,6 +767,7 @@ def train_batch(net, opt, sched, data, idx, args, gen, class_weight, adversary=N
     p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
     framed = frame(data["xtr"][idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
     framed = burn_in_artefacts(framed, args.artefacts, gen)
+    framed = blur_like_another_scanner(framed, args.blur, gen)
     framed = process_like_another_hospital(framed, args.process, gen)
     framed = clahe_like_another_hospital(framed, args.clahe, gen)
     xb = normalise(augment(framed, gen, tuple(args.zoom), args.periphery), mean, std)
@@ -892,6 +917,7 @@ def main(argv=None):
         "zoom": args.zoom,
         "periphery": args.periphery,
         **({"artefacts": args.artefacts} if args.artefacts > 0 else {}),
+        **({"scanner_blur": args.blur} if args.blur > 0 else {}),
         **({"collection_adversary": {"weight": args.adversary, "collections": data["collection_names"]}} if args.adversary > 0 else {}),
         "candidates_from_epoch": math.floor(args.select_from * args.epochs) + 1,
         "tta": False,
