@@ -253,13 +253,19 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.write_docs:
-        doc = os.path.join(ROOT, "docs", "performance.md")
-        text = open(doc).read()
-        start, end = text.find("<!-- bench:start"), text.find("<!-- bench:end -->")
-        if start < 0 or end < 0:
-            raise SystemExit(f"{doc} has no bench markers")
-        block = "<!-- bench:start (written by bench/bench.py --write-docs) -->\n" + table + "\n"
-        open(doc, "w").write(text[:start] + block + text[end:])
+        write_docs_block("bench", "bench/bench.py", table)
+
+
+def write_docs_block(marker, script, table):
+    """Replaces what lies between `<!-- {marker}:start` and `<!-- {marker}:end -->` in
+    docs/performance.md with `table`."""
+    doc = os.path.join(ROOT, "docs", "performance.md")
+    text = open(doc).read()
+    start, end = text.find(f"<!-- {marker}:start"), text.find(f"<!-- {marker}:end -->")
+    if start < 0 or end < 0:
+        raise SystemExit(f"{doc} has no {marker} markers")
+    block = f"<!-- {marker}:start (written by {script} --write-docs) -->\n" + table + "\n"
+    open(doc, "w").write(text[:start] + block + text[end:])
 
 
 def cpu_name():

@@ -29,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import FILES, REL, ROOT, cpu_name, free_port, http_get_status, http_post  # noqa: E402
+from bench import FILES, REL, ROOT, cpu_name, free_port, http_get_status, http_post, write_docs_block  # noqa: E402
 
 # AWS Lambda prices, us-east-1, on-demand (https://aws.amazon.com/lambda/pricing/), for the
 # template's architecture (arm64) and for x86_64.
@@ -164,13 +164,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.write_docs:
-        doc = os.path.join(ROOT, "docs", "performance.md")
-        text = open(doc).read()
-        start_at, end = text.find("<!-- cost:start"), text.find("<!-- cost:end -->")
-        if start_at < 0 or end < 0:
-            raise SystemExit(f"{doc} has no cost markers")
-        block = "<!-- cost:start (written by bench/cost.py --write-docs) -->\n" + table + "\n"
-        open(doc, "w").write(text[:start_at] + block + text[end:])
+        write_docs_block("cost", "bench/cost.py", table)
 
 
 if __name__ == "__main__":

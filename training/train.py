@@ -118,11 +118,9 @@ def burn_in_artefacts(x_u8, p, gen):
     of the label. Drawn on the prepared 8-bit film with Pillow; the film is not equalised
     again (a marker is a few hundred pixels).
     """
-    if p <= 0:
-        return x_u8
     from PIL import ImageDraw, ImageFont
 
-    chosen = (torch.rand(len(x_u8), generator=gen) < p).nonzero().flatten().tolist()
+    chosen = chosen_films(len(x_u8), p, gen).tolist()
     if not chosen:
         return x_u8
     out = x_u8.clone()
@@ -288,7 +286,7 @@ class CollectionAdversary(nn.Module):
         return total / max(count, 1)
 
 
-def collection_indices(rows, labels):
+def collection_indices(rows):
     """Each film's collection as an index within its class, and the collections per class."""
     per_class = [sorted({r["source"] for r in rows if r["label"] == name}) for name in LABELS]
     within = [per_class[LABELS.index(r["label"])].index(r["source"]) for r in rows]
@@ -510,6 +508,15 @@ def clahe(x, tiles=8, clip=2.0):
     return equalize(out.unsqueeze(1))
 
 
+def chosen_films(n, p, gen):
+    """Indices of the films of a batch of `n` that an augmentation of probability `p` picks.
+    With p <= 0 nothing is drawn from `gen`, so runs without that augmentation stay as they
+    were."""
+    if p <= 0:
+        return torch.zeros(0, dtype=torch.int64)
+    return (torch.rand(n, generator=gen) < p).nonzero().flatten()
+
+
 def process_like_another_hospital(x_u8, p, gen):
     """With probability `p`, each film of a uint8 batch [B,1,S,S] gets `unsharp` with sigma
     log-uniform in 3-32 pixels and amount uniform in [-0.6, 1.5]; returns uint8.
@@ -520,10 +527,7 @@ def process_like_another_hospital(x_u8, p, gen):
     are: training/probes/processing.py); 3.1.0, trained with this at p = 0.5, at 0.31. Processing both classes at random denies that
     cue; contrast *between* lung and the rest of the film, which opacities change, survives.
     """
-    if p <= 0:
-        return x_u8  # before drawing from `gen`, so runs without it stay as they were
-    b = x_u8.shape[0]
-    chosen = (torch.rand(b, generator=gen) < p).nonzero().flatten()
+    chosen = chosen_films(x_u8.shape[0], p, gen)
     if len(chosen) == 0:
         return x_u8
     sigma = torch.exp(math.log(3) + torch.rand(len(chosen), generator=gen) * math.log(32 / 3))
@@ -545,9 +549,7 @@ def blur_like_another_scanner(x_u8, p, gen):
     classes at random says smoothness is no evidence. `process_like_another_hospital` works at
     3-32 pixels: the consoles' processing, not the detector's resolution.
     """
-    if p <= 0:
-        return x_u8
-    chosen = (torch.rand(x_u8.shape[0], generator=gen) < p).nonzero().flatten()
+    chosen = chosen_films(x_u8.shape[0], p, gen)
     if len(chosen) == 0:
         return x_u8
     sigma = 0.5 + 1.5 * torch.rand(len(chosen), generator=gen)
@@ -566,9 +568,7 @@ def clahe_like_another_hospital(x_u8, p, gen):
     3.2.0, trained with this at p = 0.5, keeps them at 0.32 (0.18 as they are), and calls 9 of
     104 validation normals COVID under it instead of 53.
     """
-    if p <= 0:
-        return x_u8  # before drawing from `gen`, so runs without it stay as they were
-    chosen = (torch.rand(x_u8.shape[0], generator=gen) < p).nonzero().flatten().tolist()
+    chosen = chosen_films(x_u8.shape[0], p, gen).tolist()
     drawn = {}  # tiles -> [(film, clip)], drawn film by film in the order of earlier versions
     for i in chosen:
         tiles = (4, 6, 8, 12)[int(torch.randint(4, (1,), generator=gen))]
@@ -751,7 +751,7 @@ def load_data(args):
     xva, yva = load_images(splits["val"])
     use_crops = args.crops and max(args.crop_normal, args.crop_covid) > 0 and not args.export_only
     crops = load_crops(splits["train"], args.pre, args.crops) if use_crops else None
-    within, per_class, names = collection_indices(splits["train"], LABELS)
+    within, per_class, names = collection_indices(splits["train"])
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
     return {
         "params": params, "splits": splits, "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva, "crops": crops,
