@@ -19,7 +19,7 @@ use covid_xray::s3::store::ObjectStore;
 use covid_xray::s3::trigger::{self, Outcome};
 use lambda_http::Body;
 
-use s3server::{AK, BUCKET, SK, closed_port, failing_server, s3_server};
+use s3server::{AK, BUCKET, SK, closed_port, failing_server, list_keys, s3_server};
 
 /// Encodes a key as S3 event notifications do: form encoding, space as '+'.
 fn event_encode(key: &str) -> String {
@@ -86,18 +86,6 @@ async fn upload_and_trigger(
     .await
 }
 
-/// A fixture film at 100 x 120 px: smaller than any training film, still a chest X-ray.
-fn small_film() -> Vec<u8> {
-    let film = image::load_from_memory(&common::first_of("normal"))
-        .expect("fixture")
-        .to_luma8();
-    let small = image::imageops::resize(&film, 100, 120, image::imageops::FilterType::Triangle);
-    common::encode(
-        &image::DynamicImage::ImageLuma8(small),
-        image::ImageFormat::Png,
-    )
-}
-
 fn classifier() -> Classifier {
     Classifier::embedded().expect("model")
 }
@@ -132,7 +120,7 @@ async fn trigger_round_trip_on_a_real_s3_server() {
         ),
         ("uploads/notes.txt", b"this is not an X-ray".to_vec(), None),
         ("other/ignored.jpg", covid.clone(), None),
-        ("uploads/small.png", small_film(), None),
+        ("uploads/small.png", common::small_film("normal"), None),
     ];
     for (key, bytes, _) in &uploads {
         store
@@ -196,18 +184,7 @@ async fn trigger_round_trip_on_a_real_s3_server() {
     assert_eq!(err["error"]["code"], "not_an_image");
     assert_eq!(err["source"]["key"], "uploads/notes.txt");
     // Nothing was written for the ignored key, and nothing under the upload prefix.
-    let listed = store
-        .client()
-        .list_objects_v2()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("list");
-    let all: Vec<String> = listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
+    let all = list_keys(&store, None).await;
     assert_eq!(
         all.iter().filter(|k| k.starts_with("results/")).count(),
         5,

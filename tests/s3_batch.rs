@@ -22,7 +22,7 @@ use covid_xray::s3::store::ObjectStore;
 use futures_util::StreamExt;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
-use s3server::{AK, BUCKET, SK, failing_server, serve, tempdir};
+use s3server::{AK, BUCKET, SK, failing_server, list_keys, s3_server_with, tempdir};
 use serde_json::{Value, json};
 
 /// Where the archive server keeps version `v` of `key`.
@@ -32,6 +32,19 @@ fn version_path(key: &str, v: &str) -> String {
 
 /// s3s-fs with versions and a denied prefix.
 struct Archive(s3s_fs::FileSystem);
+
+/// What the archive does before a read: refuse `private/`, and point a versioned read at
+/// where that version is kept. Returns the version, for the answer to name.
+fn archive_read(key: &mut String, version_id: &mut Option<String>) -> S3Result<Option<String>> {
+    if key.starts_with("private/") {
+        return Err(s3_error!(AccessDenied));
+    }
+    let version = version_id.take();
+    if let Some(v) = &version {
+        *key = version_path(key, v);
+    }
+    Ok(version)
+}
 
 #[async_trait::async_trait]
 impl S3 for Archive {
@@ -60,13 +73,7 @@ impl S3 for Archive {
         &self,
         mut req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        if req.input.key.starts_with("private/") {
-            return Err(s3_error!(AccessDenied));
-        }
-        let version = req.input.version_id.take();
-        if let Some(v) = &version {
-            req.input.key = version_path(&req.input.key, v);
-        }
+        let version = archive_read(&mut req.input.key, &mut req.input.version_id)?;
         let mut r = self.0.head_object(req).await?;
         r.output.version_id = version;
         Ok(r)
@@ -76,13 +83,7 @@ impl S3 for Archive {
         &self,
         mut req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        if req.input.key.starts_with("private/") {
-            return Err(s3_error!(AccessDenied));
-        }
-        let version = req.input.version_id.take();
-        if let Some(v) = &version {
-            req.input.key = version_path(&req.input.key, v);
-        }
+        let version = archive_read(&mut req.input.key, &mut req.input.version_id)?;
         let mut r = self.0.get_object(req).await?;
         r.output.version_id = version;
         Ok(r)
@@ -90,19 +91,7 @@ impl S3 for Archive {
 }
 
 async fn archive_server() -> (S3Store, tempdir::Dir) {
-    let dir = tempdir::Dir::new();
-    let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
-    let mut builder = s3s::service::S3ServiceBuilder::new(Archive(fs));
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(AK, SK));
-    let endpoint = serve(builder.build()).await;
-    let store = S3Store::with_endpoint(&endpoint, "us-east-1", AK, SK).await;
-    store
-        .client()
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("create bucket");
+    let (_endpoint, store, dir) = s3_server_with(Archive).await;
     (store, dir)
 }
 
@@ -331,17 +320,7 @@ async fn a_job_of_200_tasks_leaves_200_results_and_loses_nothing() {
     let (store, _dir) = archive_server().await;
     let classifier = Classifier::embedded().expect("model");
     // Two real films at 100 x 120 px (the size keeps the run short), alternating.
-    let small = |label: &str| {
-        let film = image::load_from_memory(&common::first_of(label))
-            .expect("fixture")
-            .to_luma8();
-        let film = image::imageops::resize(&film, 100, 120, image::imageops::FilterType::Triangle);
-        common::encode(
-            &image::DynamicImage::ImageLuma8(film),
-            image::ImageFormat::Png,
-        )
-    };
-    let films = [small("covid"), small("normal")];
+    let films = [common::small_film("covid"), common::small_film("normal")];
     let labels: Vec<&str> = films
         .iter()
         .map(|f| {
@@ -380,19 +359,9 @@ async fn a_job_of_200_tasks_leaves_200_results_and_loses_nothing() {
     }
     assert_eq!(succeeded.len(), 200, "every task answered once at least");
 
-    let listed = store
-        .client()
-        .list_objects_v2()
-        .bucket(BUCKET)
-        .prefix("results/")
-        .max_keys(1000)
-        .send()
+    let results: BTreeSet<String> = list_keys(&store, Some("results/"))
         .await
-        .expect("list");
-    let results: BTreeSet<String> = listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
+        .into_iter()
         .collect();
     let expected: BTreeSet<String> = keys.iter().map(|k| format!("results/{k}.json")).collect();
     assert_eq!(

@@ -162,6 +162,19 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The first fixture film of `label` at 100 x 120 px, as PNG: smaller than any training
+/// film, still a chest X-ray, and quick to classify.
+pub fn small_film(label: &str) -> Vec<u8> {
+    let film = image::load_from_memory(&first_of(label))
+        .expect("fixture")
+        .to_luma8();
+    let small = image::imageops::resize(&film, 100, 120, image::imageops::FilterType::Triangle);
+    encode(
+        &image::DynamicImage::ImageLuma8(small),
+        image::ImageFormat::Png,
+    )
+}
+
 /// The fixture label of an image, matched by its bytes.
 pub fn label_of_bytes(bytes: &[u8]) -> Option<String> {
     fixture_xrays()

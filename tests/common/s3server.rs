@@ -46,9 +46,17 @@ where
 
 /// A real S3 server (s3s-fs) over a temporary folder, with one bucket.
 pub async fn s3_server() -> (String, S3Store, tempdir::Dir) {
+    s3_server_with(|fs| fs).await
+}
+
+/// [`s3_server`] with s3s-fs wrapped in another [`s3s::S3`] implementation (one that adds
+/// versions, or denies a prefix).
+pub async fn s3_server_with<S: s3s::S3>(
+    wrap: impl FnOnce(s3s_fs::FileSystem) -> S,
+) -> (String, S3Store, tempdir::Dir) {
     let dir = tempdir::Dir::new();
     let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    let mut builder = s3s::service::S3ServiceBuilder::new(wrap(fs));
     builder.set_auth(s3s::auth::SimpleAuth::from_single(AK, SK));
     let endpoint = serve(builder.build()).await;
     let store = S3Store::with_endpoint(&endpoint, "us-east-1", AK, SK).await;
@@ -60,6 +68,23 @@ pub async fn s3_server() -> (String, S3Store, tempdir::Dir) {
         .await
         .expect("create bucket");
     (endpoint, store, dir)
+}
+
+/// Every key of the test bucket, under `prefix` when one is given.
+pub async fn list_keys(store: &S3Store, prefix: Option<&str>) -> Vec<String> {
+    store
+        .client()
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .set_prefix(prefix.map(String::from))
+        .max_keys(1000)
+        .send()
+        .await
+        .expect("list")
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect()
 }
 
 pub mod tempdir {
