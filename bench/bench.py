@@ -70,17 +70,19 @@ def pil_gray(source, size, draft=False):
     return im.convert("L")
 
 
-def python_pipeline(sess, size, mean, std, draft=False):
+def python_pipeline(sess, size, mean, std, draft=False, equalise=True):
     """What a Python service would do per request: parse, decode, preprocess, infer, answer.
 
     With `draft`, Pillow decodes JPEGs at reduced DCT scale (libjpeg's scaled IDCT), keeping
     at least twice the model input: the same lever the Rust path uses on large films.
+    Without `equalise` (a model that standardises each film itself) the film is only resized.
     """
 
     def run(body):
         img_bytes = base64.b64decode(json.loads(body)["image"])
         im = pil_gray(io.BytesIO(img_bytes), size, draft).resize((size, size), Image.BILINEAR)
-        im = ImageOps.equalize(im)
+        if equalise:
+            im = ImageOps.equalize(im)
         x = ((np.asarray(im, dtype=np.float32)[None, None] / 255.0 - mean) / std).astype(np.float32)
         p = float(sess.run(None, {"image": x})[0][0, 0])
         return json.dumps({"label": "covid" if p >= 0.5 else "normal", "probabilities": {"covid": p, "normal": 1 - p}})
@@ -171,7 +173,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     ap.add_argument("--model", help="time this ONNX file (a candidate) instead of model/xray.onnx, through XRAY_MODEL_PATH")
-    ap.add_argument("--compare", metavar="ONNX", help="also time the warm handler and preprocessing with this other model file (its model.json beside it), in the same run: the cost of a new model's pipeline against the old one's")
+    ap.add_argument("--compare", metavar="MODEL", help="also time the warm handler and preprocessing with this other model (a folder with model.json, or an ONNX file with it beside), in the same run: the cost of a new model's pipeline against the old one's")
     args = ap.parse_args()
     if args.model:
         if args.write_docs:
@@ -183,17 +185,24 @@ def main():
     hello = os.path.join(REL, "bench-hello")
     subprocess.run(["rustc", "-O", "-o", hello, os.path.join(ROOT, "bench/hello.rs")], check=True)
 
-    card = json.load(open(os.path.join(ROOT, "model/model.json")))
+    card_path = os.environ.get("XRAY_MODEL_PATH")
+    card_path = os.path.join(card_path if os.path.isdir(card_path or "") else os.path.dirname(card_path), "model.json") if card_path else os.path.join(ROOT, "model/model.json")
+    card = json.load(open(card_path))
+    equalise = "equalize" in card["input"]["preprocess"]
     size = card["input"]["size"]
     mean, std = 0.5, 0.2887
     onnx = os.environ.get("XRAY_MODEL_PATH") or os.path.join(ROOT, "model/xray.onnx")
+    if os.path.isdir(onnx):
+        onnx = os.path.join(onnx, card["file"])
     sess = ort_session(onnx)
 
     out = subprocess.run([os.path.join(REL, "xray"), "bench", "--iterations", str(n), *FILES], check=True, capture_output=True, text=True).stdout
     rust = {r["name"]: r["median_ms"] for r in map(json.loads, out.splitlines())}
     other = None
     if args.compare:
-        env = dict(os.environ, XRAY_MODEL_PATH=os.path.abspath(args.compare))
+        compared = os.path.abspath(args.compare)
+        compare_name = os.path.basename(compared if os.path.isdir(compared) else os.path.dirname(compared))
+        env = dict(os.environ, XRAY_MODEL_PATH=compared)
         out = subprocess.run([os.path.join(REL, "xray"), "bench", "--iterations", str(n), *FILES], check=True, capture_output=True, text=True, env=env).stdout
         other = {r["name"]: r["median_ms"] for r in map(json.loads, out.splitlines())}
 
@@ -206,7 +215,7 @@ def main():
     rows = []
     ort_load = median_ms(lambda: ort_session(onnx), min(n, 20))
     rows.append(("model load to runnable plan", rust["load"], "onnxruntime session", ort_load))
-    pipeline = python_pipeline(sess, size, mean, std)
+    pipeline = python_pipeline(sess, size, mean, std, equalise=equalise)
     for f in FILES:
         name = os.path.basename(f)
         x = np.asarray(Image.open(os.path.join(pre, name + ".png")), dtype=np.float32)[None, None] / 255.0
@@ -219,16 +228,17 @@ def main():
         if f == FILES[-1]:
             pil_draft = median_ms(lambda: pil_gray(f, size, draft=True), n)
             rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "the same with Pillow draft() (DCT-scaled decode)", pil_draft))
-        pil_pre = median_ms(lambda: ImageOps.equalize(pil_gray(f, size).resize((size, size), Image.BILINEAR)), n)
-        rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize+equalise", pil_pre))
+        resize = lambda: pil_gray(f, size).resize((size, size), Image.BILINEAR)  # noqa: E731
+        pil_pre = median_ms((lambda: ImageOps.equalize(resize())) if equalise else resize, n)
+        rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize" + ("+equalise" if equalise else ""), pil_pre))
         rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "Python: json+base64+Pillow+onnxruntime", median_ms(lambda: pipeline(body), n)))
         rows.append((f"the chest check alone, inside every warm request ({name})", rust[f"chest-check/{name}"], "the warm handler it is part of", rust[f"handler/{name}"]))
         rows.append((f"warm handler with the heatmap, `?explain=1` ({name})", rust[f"handler-explain/{name}"], "the same request without it", rust[f"handler/{name}"]))
         if other:
-            rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], f"the same with {os.path.basename(os.path.dirname(os.path.abspath(args.compare)))}'s model and pipeline", other[f"preprocess/{name}"]))
-            rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], f"the same with {os.path.basename(os.path.dirname(os.path.abspath(args.compare)))}'s model and pipeline", other[f"handler/{name}"]))
+            rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], f"the same with {compare_name}'s model and pipeline", other[f"preprocess/{name}"]))
+            rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], f"the same with {compare_name}'s model and pipeline", other[f"handler/{name}"]))
         if f == FILES[-1]:
-            drafted = python_pipeline(sess, size, mean, std, draft=True)
+            drafted = python_pipeline(sess, size, mean, std, draft=True, equalise=equalise)
             rows.append((f"warm handler, base64 JSON ({name})", rust[f"handler/{name}"], "the same with Pillow draft() (DCT-scaled decode)", median_ms(lambda: drafted(body), n)))
 
     info_ms, _ = wall_and_rss([os.path.join(REL, "xray"), "info"], 20)

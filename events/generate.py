@@ -42,6 +42,20 @@ def event(path, method, headers, body, is_b64, request_id):
     return e
 
 
+# The requestContext.authorizer API Gateway HTTP APIs (payload 2.0) send with an AWS_IAM
+# route (a SigV4-signed call by an IAM user) and with a JWT authorizer (claims as strings).
+IAM = {"iam": {"accessKey": "AKIAIOSFODNN7EXAMPLE", "accountId": "123456789012", "callerId": "AIDAJQABLZS4A3QDU576Q", "cognitoIdentity": None, "principalOrgId": None, "userArn": "arn:aws:iam::123456789012:user/radiology-batch", "userId": "AIDAJQABLZS4A3QDU576Q"}}
+JWT = {"jwt": {"claims": {"aud": "covid-xray-page", "auth_time": "1795771100", "exp": "1795774800", "iat": "1795771200", "iss": "https://idp.example.org/realms/radiology", "scope": "openid", "sub": "6c1f3e0a-3b7d-4d8e-9a41-2f8c5e9b7d10", "token_use": "id"}, "scopes": None}}
+
+
+def signed(e, authorizer):
+    """The event as an authenticated route delivers it: its route key, and the authorizer."""
+    e["routeKey"] = "POST /predict"
+    e["requestContext"]["routeKey"] = "POST /predict"
+    e["requestContext"]["authorizer"] = authorizer
+    return e
+
+
 def main():
     fx = os.path.join(ROOT, "tests/fixtures/xrays")
     covid = open(os.path.join(fx, "covid", sorted(os.listdir(os.path.join(fx, "covid")))[0]), "rb").read()
@@ -53,6 +67,9 @@ def main():
         "apigw-s3-reference.json": event("/predict", "POST", json_ct, json.dumps({"s3": {"bucket": "covid-xray-uploads", "key": "uploads/ward 3/röntgen film.jpg"}}), False, "Qm1aXjB9IAMEVzE="),
         "apigw-malformed.json": event("/predict", "POST", json_ct, '{"image": "not base64 at all!!!"', False, "Qm1aXjB+IAMEVzI="),
         "apigw-health.json": event("/health", "GET", {}, None, False, "Qm1aXjB/IAMEVzM="),
+        # Through the authorizers of template.yaml's ApiAuth: the identity API Gateway adds.
+        "apigw-iam-signed.json": signed(event("/predict", "POST", json_ct, json.dumps({"image": base64.b64encode(normal).decode()}), False, "Qm1aXjCAIAMEVzQ="), IAM),
+        "apigw-jwt.json": signed(event("/predict", "POST", {**json_ct, "authorization": "Bearer eyJraWQiOiJ0ZXN0LWtleS0xIiwiYWxnIjoiUlMyNTYifQ.e30.c2ln"}, json.dumps({"image": base64.b64encode(covid).decode()}), False, "Qm1aXjCBIAMEVzU="), JWT),
     }
     for name, e in events.items():
         with open(os.path.join(ROOT, "events", name), "w") as f:

@@ -104,6 +104,58 @@ fn env_lookup(var: &str) -> Option<String> {
     std::env::var(var).ok()
 }
 
+/// The authentication a deployment put in front of `POST /predict` (`XRAY_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// SigV4-signed calls (API Gateway's `AWS_IAM` authorizer).
+    Iam,
+    /// Bearer tokens checked by API Gateway's JWT authorizer.
+    Jwt,
+    /// An explicit public demo: anyone may classify an image they send; S3 references are
+    /// refused whatever `XRAY_ALLOWED_BUCKETS` says.
+    None,
+    /// `XRAY_AUTH` unset off Lambda: the local server, open on its own address, S3
+    /// references as the allow-list says.
+    Local,
+}
+
+impl AuthMode {
+    /// `XRAY_AUTH` as read by `get`. On Lambda (`on_lambda`) the variable must be set: a
+    /// function that does not know who may call it does not start.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        on_lambda: bool,
+    ) -> Result<AuthMode, ConfigError> {
+        let value = get("XRAY_AUTH").map(|v| v.trim().to_ascii_lowercase());
+        match value.as_deref() {
+            Some("iam") => Ok(AuthMode::Iam),
+            Some("jwt") => Ok(AuthMode::Jwt),
+            Some("none") => Ok(AuthMode::None),
+            None | Some("") if !on_lambda => Ok(AuthMode::Local),
+            other => Err(ConfigError::Invalid {
+                var: "XRAY_AUTH",
+                value: other.unwrap_or("").to_string(),
+                expected: "iam, jwt or none (template.yaml sets it from ApiAuth)",
+            }),
+        }
+    }
+
+    /// The name logs and `/health` give the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Iam => "iam",
+            AuthMode::Jwt => "jwt",
+            AuthMode::None => "none",
+            AuthMode::Local => "local",
+        }
+    }
+
+    /// Whether calls must carry an authorizer's identity.
+    pub fn needs_identity(self) -> bool {
+        matches!(self, AuthMode::Iam | AuthMode::Jwt)
+    }
+}
+
 /// Settings of the HTTP service (`xray-http`, on Lambda and locally).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
@@ -117,6 +169,17 @@ pub struct HttpConfig {
     pub allowed_buckets: Vec<String>,
     /// Largest S3 object to read, in bytes (`XRAY_MAX_OBJECT_BYTES`, default 20 MiB).
     pub max_object_bytes: u64,
+    /// Who may call `POST /predict` (`XRAY_AUTH`): required on Lambda.
+    pub auth: AuthMode,
+    /// The issuer of accepted JWTs (`XRAY_JWT_ISSUER`), in `jwt` mode.
+    pub jwt_issuer: Option<String>,
+    /// Accepted audiences (`XRAY_JWT_AUDIENCE`, comma-separated): `aud` or `client_id`.
+    pub jwt_audiences: Vec<String>,
+    /// The OAuth client the upload page signs in as (`XRAY_JWT_CLIENT_ID`).
+    pub jwt_client_id: Option<String>,
+    /// The issuer's keys, saved from its `jwks_uri` (`XRAY_JWKS_FILE`): the local server
+    /// checks tokens itself in `jwt` mode, where API Gateway is not in front of it.
+    pub jwks_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -126,6 +189,11 @@ impl Default for HttpConfig {
             max_body_bytes: LAMBDA_PAYLOAD_LIMIT,
             allowed_buckets: Vec::new(),
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            auth: AuthMode::Local,
+            jwt_issuer: None,
+            jwt_audiences: Vec::new(),
+            jwt_client_id: None,
+            jwks_file: None,
         }
     }
 }
@@ -152,6 +220,19 @@ impl HttpConfig {
                 })
                 .unwrap_or_default(),
             max_object_bytes: bytes(&get, "XRAY_MAX_OBJECT_BYTES", d.max_object_bytes)?,
+            auth: AuthMode::from_lookup(&get, get("AWS_LAMBDA_RUNTIME_API").is_some())?,
+            jwt_issuer: present(&get, "XRAY_JWT_ISSUER"),
+            jwt_audiences: present(&get, "XRAY_JWT_AUDIENCE")
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            jwt_client_id: present(&get, "XRAY_JWT_CLIENT_ID"),
+            jwks_file: present(&get, "XRAY_JWKS_FILE").map(PathBuf::from),
         })
     }
 }
@@ -481,5 +562,37 @@ mod tests {
         ]);
         let e = lambda_environment_from(bad).expect_err("a path needs a scheme");
         assert!(e.to_string().contains("AWS_LAMBDA_RUNTIME_API"), "{e}");
+    }
+
+    fn auth_lookup(value: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            (k == "XRAY_AUTH")
+                .then(|| value.map(str::to_string))
+                .flatten()
+        }
+    }
+
+    #[test]
+    fn lambda_fails_closed_without_a_mode() {
+        assert!(AuthMode::from_lookup(auth_lookup(None), true).is_err());
+        assert!(AuthMode::from_lookup(auth_lookup(Some("")), true).is_err());
+        assert!(AuthMode::from_lookup(auth_lookup(Some("open")), true).is_err());
+        assert!(AuthMode::from_lookup(auth_lookup(Some("open")), false).is_err());
+        assert_eq!(
+            AuthMode::from_lookup(auth_lookup(Some("IAM")), true).ok(),
+            Some(AuthMode::Iam)
+        );
+        assert_eq!(
+            AuthMode::from_lookup(auth_lookup(Some("jwt")), true).ok(),
+            Some(AuthMode::Jwt)
+        );
+        assert_eq!(
+            AuthMode::from_lookup(auth_lookup(Some("none")), true).ok(),
+            Some(AuthMode::None)
+        );
+        assert_eq!(
+            AuthMode::from_lookup(auth_lookup(None), false).ok(),
+            Some(AuthMode::Local)
+        );
     }
 }

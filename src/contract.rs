@@ -218,8 +218,23 @@ pub struct Health {
     pub threshold: f32,
     /// How many times this process has built the model's plan: 1 on a healthy instance.
     pub plans_built: usize,
+    /// Who may call `POST /predict`: what the upload page needs to sign in or explain.
+    pub auth: AuthInfo,
     /// Not a medical device.
     pub disclaimer: &'static str,
+}
+
+/// The authentication in front of `POST /predict`, as `/health` tells the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthInfo {
+    /// `iam`, `jwt`, `none` or `local`.
+    pub mode: &'static str,
+    /// With `jwt`: the issuer whose authorization-code flow the page signs in with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// With `jwt`: the public OAuth client the page signs in as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// `{"code", "message"}`, inside every error answer's `"error"`.

@@ -8,13 +8,14 @@
 //! `src/bin/` are thin entry points. By concern:
 //! - [`error`]: typed errors with stable codes;
 //! - [`config`]: every setting of every binary, read from the environment in one place;
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines of what the service answers;
 //! - [`imaging`]: decoding and the one preprocessing path, shared by serving and training;
 //! - [`model`]: the [`Classifier`], an ONNX CNN run by tract, loaded once and shared;
 //! - [`s3`]: the object store that S3-referenced images come from, and the upload trigger;
 //! - [`contract`]: the JSON of every interface, the [`contract::Answer`] to one X-ray above all;
 //! - [`api`]: the HTTP routes, one service for Lambda and for the local server.
 //!
-//! Each file uses only those before it in this order: `error`, `config`, `imaging`, `model`,
+//! Each file uses only those before it in this order: `error`, `config`, `metrics`, `imaging`, `model`,
 //! `s3::store` and `s3::client`, `contract`, then `s3::trigger` and `api`, which both write
 //! the contract's types and never use each other.
 
@@ -29,6 +30,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod imaging;
+pub mod metrics;
 pub mod model;
 pub mod s3;
 

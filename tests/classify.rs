@@ -102,12 +102,38 @@ fn model_path_override_is_honoured() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("xray.onnx");
     std::fs::write(&path, covid_xray::model::EMBEDDED_MODEL).expect("write");
-    // No model.json beside it: the embedded card applies, and the bytes match it.
-    let c = Classifier::from_path(&path, None).expect("loads from path");
-    assert_eq!(
-        c.info().sha256,
-        covid_xray::model::sha256_hex(covid_xray::model::EMBEDDED_MODEL)
+    // No model.json beside it: an error naming the missing card, never the embedded one.
+    let err = Classifier::from_path(&path, None).expect_err("a model without its card");
+    assert_eq!(err.code(), "model_error");
+    assert!(err.to_string().contains("model.json"), "{err}");
+    // With its card, as a file or as the folder: the same model.
+    std::fs::write(dir.join("model.json"), covid_xray::model::EMBEDDED_CARD).expect("write");
+    for p in [&path, &dir] {
+        let c = Classifier::from_path(p, None).expect("loads from path");
+        assert_eq!(
+            c.info().sha256,
+            covid_xray::model::sha256_hex(covid_xray::model::EMBEDDED_MODEL)
+        );
+        assert_ne!(c.info().version, "unverified");
+    }
+    // A card that names another input size or preprocessing than the network reads.
+    let card: serde_json::Value =
+        serde_json::from_str(covid_xray::model::EMBEDDED_CARD).expect("card");
+    let mut other_size = card.clone();
+    other_size["input"]["size"] = 224.into();
+    other_size["input"]["preprocess"] = "gray-trim-resize-v3".into();
+    std::fs::write(dir.join("model.json"), other_size.to_string()).expect("write");
+    let err = Classifier::from_path(&dir, None).expect_err("size mismatch");
+    assert!(
+        err.to_string().contains("xray.onnx") && err.to_string().contains("224"),
+        "{err}"
     );
+    let mut other_path = card.clone();
+    other_path["input"]["preprocess"] = "gray-trim-resize-v9".into();
+    std::fs::write(dir.join("model.json"), other_path.to_string()).expect("write");
+    let err = Classifier::from_path(&dir, None).expect_err("unknown preprocessing");
+    assert!(err.to_string().contains("gray-trim-resize-v9"), "{err}");
+    std::fs::write(dir.join("model.json"), covid_xray::model::EMBEDDED_CARD).expect("write");
     std::fs::write(&path, b"not onnx").expect("write");
     let err = Classifier::from_path(&path, None).expect_err("garbage model must fail");
     assert_eq!(err.code(), "model_error");

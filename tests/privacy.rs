@@ -153,3 +153,44 @@ fn a_batch_task_logs_and_answers_no_image_bytes_and_no_key() {
     }
     assert_no_image(&logs, &image);
 }
+
+/// The request's log line names the authenticated caller for audit (an IAM ARN, or a JWT's
+/// issuer and subject), and nothing of a token.
+#[test]
+fn the_audit_line_names_the_caller_and_nothing_of_the_token() {
+    use covid_xray::config::AuthMode;
+    let event = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("events")
+            .join(name);
+        lambda_http::request::from_str(&std::fs::read_to_string(path).expect("event"))
+            .expect("event")
+    };
+    let app = |auth| {
+        App::new(
+            Classifier::embedded().expect("model"),
+            HttpConfig {
+                auth,
+                ..HttpConfig::default()
+            },
+        )
+    };
+    let (statuses, logs) = common::capture_logs(|| {
+        [
+            common::respond(&app(AuthMode::Jwt), event("apigw-jwt.json")).0,
+            common::respond(&app(AuthMode::Iam), event("apigw-iam-signed.json")).0,
+        ]
+    });
+    assert_eq!(statuses, [200, 200]);
+    assert!(
+        logs.contains(
+            "jwt:https://idp.example.org/realms/radiology#6c1f3e0a-3b7d-4d8e-9a41-2f8c5e9b7d10"
+        ),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("iam:arn:aws:iam::123456789012:user/radiology-batch"),
+        "{logs}"
+    );
+    assert!(!logs.contains("eyJ"), "a token reached the logs: {logs}");
+}

@@ -37,13 +37,14 @@ from split import SEED  # noqa: E402  (the split's seed, which the card names; a
 from train import LABELS, clahe, crop_path, data_args, load_split, roc_auc, unsharp  # noqa: E402
 
 NAME = "covid-xray-cnn"
-VERSION = "4.0.0"  # 4.0.0: 3.2.1's recipe trained on pool v2, every collection in (docs/research/adoption-log.md, run 38); the lung-field and standardised recipes were candidates not adopted (docs/research/4.x.md). Before: 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it; .2.1: 3.2.0's weights and outputs, bit for bit, with each max-pool exported as rows then columns (train.split_max_pools), which tract runs faster
+VERSION = "5.0.0"  # 5.0.0: the plain recipe (train.py --recipe plain): unequalised whole films standardised by the network, plain_augment, 40 epochs, chosen because 4.0.0's recipe read hospitals outside the pool far worse than it (docs/research/5.x.md). 4.0.0: 3.2.1's recipe trained on pool v2, every collection in (docs/research/adoption-log.md, run 38); the lung-field and standardised recipes were candidates not adopted (docs/research/4.x.md). Before: 2: patchify-stem network, periphery masking, equal-error threshold, no mirror averaging; .1: 200 epochs, live-or-average weights by validation AUC, Platt scaling; .2: zoom 0.6-1.2 against the field-of-view shortcut; 3: k2pool network (2x2 stride-2 convolution at 48 px, within 2x of onnxruntime in tract) with normal films shown tighter half of the time, against the framing shortcut; .1: half the films of both classes given a random console-style unsharp mask or softening, against the processing shortcut (NIH normals are soft films); .2: half the films of both classes also given a random CLAHE, against the same shortcut as viewers' adaptive equalisation produces it; .2.1: 3.2.0's weights and outputs, bit for bit, with each max-pool exported as rows then columns (train.split_max_pools), which tract runs faster
 PERMISSIVE = ("CC BY 4.0", "NIH ChestX-ray14: unrestricted")
 FIXTURES_PER_CLASS = 12
 # The card's description of each train.py --arch.
 NETWORKS = {
     "pool": "a 4x4 stride-4 patchify stem, then 3x3 convolutions with batch norm (folded), ReLU\nand max-pool, global average pooling and one linear layer; about 0.5M parameters",
     "k2": "a 4x4 stride-4 patchify stem (192 to 48 px), 2x2 stride-2 convolutions down to 24\nand to 12 px, 3x3 convolutions with batch norm (folded) and ReLU, one max-pool, global\naverage pooling and one linear layer; about 0.6M parameters",
+    "probe": "a 3x3 stride-2 stem at full resolution, then 3x3 convolutions with batch norm\n(folded), ReLU and max-pool to 1/16 of the input, widths 16 to 256, global average pooling\nand one linear layer; about 0.54M parameters (the plain CNN probe's network)",
     "k2pool": "a 4x4 stride-4 patchify stem (192 to 48 px), a 2x2 stride-2 convolution down to\n24 px, then 3x3 convolutions with batch norm (folded), ReLU and max-pool (each 2x2 pool\nexported as a 2x1 pool then a 1x2 pool, the same maxima, which tract runs faster), global\naverage pooling and one linear layer; about 0.5M parameters",
 }
 CROPS_PER_FILM = 4  # training/run.sh: xray preprocess --crops 4
@@ -154,21 +155,23 @@ def p_transformed(sess, x, transform, mean, std):
     return run_batch(sess, ((y - mean) / std).numpy().astype(np.float32))
 
 
-def processing_probe(sess, x, p, is_covid, threshold, mean, std):
+def processing_probe(sess, x, p, is_covid, threshold, mean, std, equalised=True):
     """The same films as another hospital's console would have processed them: what flips?
 
     The NIH normals, most of the pool's adult normals, are soft films, low in local contrast; modern
     consoles sharpen films with a large-kernel unsharp mask. A model that learned "contrasty
     means COVID" calls a sharpened normal film COVID. Each film is given `train.unsharp`
     (sigma 8 pixels, amount 1: sharpened; sigma 24, amount -0.5: softened) and, separately,
-    `train.clahe` (8x8 tiles, clip 4), each equalised again, as `xray preprocess` would;
+    `train.clahe` (8x8 tiles, clip 4), each equalised again as `xray preprocess` would
+    (not on the unequalised paths, `equalised=False`, whose networks standardise each film);
     returns how many normals the sharpening and CLAHE turn into COVID, how many COVID films
     the softening turns normal, the mean changes and the AUCs.
     """
     n = len(x)
-    sharp = p_transformed(sess, x, lambda y: unsharp(y, [1.0] * n, [8.0] * n), mean, std)
-    soft = p_transformed(sess, x, lambda y: unsharp(y, [-0.5] * n, [24.0] * n), mean, std)
-    local = p_transformed(sess, x, lambda y: clahe(y, 8, 4.0), mean, std)
+    eq = equalised
+    sharp = p_transformed(sess, x, lambda y: unsharp(y, [1.0] * n, [8.0] * n, eq), mean, std)
+    soft = p_transformed(sess, x, lambda y: unsharp(y, [-0.5] * n, [24.0] * n, eq), mean, std)
+    local = p_transformed(sess, x, lambda y: clahe(y, 8, 4.0, eq), mean, std)
     was = p >= threshold
     return {
         "normal": int((~is_covid).sum()),
@@ -480,6 +483,9 @@ def main():
     ap.add_argument("--holdout", help="holdout.py's holdout.json: the collection-held-out table")
     ap.add_argument("--unseen", nargs="*", default=None, help="collections the model never saw in training (default: train.py's --leave-out)")
     ap.add_argument("--xray", default="target/release/xray", help="the built xray binary: the heatmaps are drawn by the served code")
+    ap.add_argument("--version", default=VERSION, help="the version the card gives the model (candidates: 5.0.0-<name>)")
+    ap.add_argument("--no-fixtures", action="store_true", help="leave tests/fixtures as they are (a candidate, not the shipped model)")
+    ap.add_argument("--no-readme-headline", action="store_true", help="leave README.md's headline figures as they are (a candidate)")
     args = ap.parse_args()
 
     sess, training, mean, std, threshold = open_model(args.model)
@@ -503,7 +509,8 @@ def main():
     test["shortcut_probes_roc_auc"] = hidden_region_auc(sess, x, is_covid, mean, std)
     test["field_of_view_probe"] = field_of_view_probe(sess, x, p, is_covid, threshold)
     test["framing_probe"] = framing_probe(sess, rows, p, is_covid, threshold, args.pre, mean, std)
-    test["processing_probe"] = processing_probe(sess, x, p, is_covid, threshold, mean, std)
+    equalised = "equalize" in params["version"]
+    test["processing_probe"] = processing_probe(sess, x, p, is_covid, threshold, mean, std, equalised)
     occlusion_maps(sess, rows, p, is_covid, threshold, mean, std, args.model, args.data)
     val = metrics(results["val"][1], results["val"][2], threshold)
     plots(args.model, p, is_covid, threshold, test, rows, args.data)
@@ -513,7 +520,27 @@ def main():
     # Where the model looks, through the served code (class activation maps of held-out films
     # against their lung masks).
     heatmaps = None
+    onnx_bytes = open(onnx_path, "rb").read()
+    identity = {
+        "name": NAME,
+        "version": args.version,
+        "file": "xray.onnx",
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "size_bytes": len(onnx_bytes),
+        "format": "ONNX, opset 17, float32",
+        "labels": LABELS,
+        "input": {
+            "name": "image",
+            "shape": [1, 1, params["input_size"], params["input_size"]],
+            "layout": "NCHW",
+            "size": params["input_size"],
+            "preprocess": params["version"],
+            "normalisation": f"(v / 255 - {mean}) / {std}",
+        },
+    }
     if os.path.exists(args.xray):
+        # The served code loads a model folder only with its own card: the card so far first.
+        json.dump(identity | {"threshold": threshold}, open(os.path.join(args.model, "model.json"), "w"), indent=2)
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes"))
         import heatmaps as heatmap_probe
 
@@ -536,23 +563,8 @@ def main():
         for split, rs in splits.items()
     }
     by_source = Counter((r["source"], r["label"]) for r in all_rows)
-    onnx_bytes = open(onnx_path, "rb").read()
     card = {
-        "name": NAME,
-        "version": VERSION,
-        "file": "xray.onnx",
-        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
-        "size_bytes": len(onnx_bytes),
-        "format": "ONNX, opset 17, float32",
-        "labels": LABELS,
-        "input": {
-            "name": "image",
-            "shape": [1, 1, params["input_size"], params["input_size"]],
-            "layout": "NCHW",
-            "size": params["input_size"],
-            "preprocess": params["version"],
-            "normalisation": f"(v / 255 - {mean}) / {std}",
-        },
+        **identity,
         "output": {"name": "probabilities", "shape": [1, 2], "meaning": "[P(covid), P(normal)], Platt-scaled: P(covid) = sigmoid(a * (logit_covid - logit_normal) + b)"},
         "threshold": threshold,
         "threshold_rule": training["threshold_rule"],
@@ -567,7 +579,7 @@ def main():
         },
         # "arch" and "framing_consistency" exist from train.py --arch and --consistency on;
         # models before them are the "pool" network without the consistency loss.
-        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "hospital_clahe", "amplitude_mix", "candidates_from_epoch", "tta", "ensemble", "seconds", "threads", "torch") if k in training}
+        "training": {k: training[k] for k in ("seed", "arch", "epochs", "best_epoch", "best_weights", "batch", "lr", "optimizer", "loss", "framing_consistency", "hospital_processing", "hospital_clahe", "amplitude_mix", "recipe", "standardize", "augment", "schedule", "candidates_from_epoch", "tta", "ensemble", "seconds", "threads", "torch") if k in training}
         | {"framing_crops": training.get("framing_crops", {"p_normal": 0.0, "p_covid": 0.0})},
         "licences": (
             "Mixed. ieee8023/covid-chestxray-dataset images carry per-image licences, several "
@@ -581,7 +593,12 @@ def main():
     }
     json.dump(card, open(os.path.join(args.model, "model.json"), "w"), indent=2)
     write_card_readme(args.model, card)
-    update_readme_headline("README.md", card)
+    if not args.no_readme_headline:
+        update_readme_headline("README.md", card)
+    print(json.dumps({k: test[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "roc_auc", "ece")}, indent=1))
+    print("by source", json.dumps(test["by_source"]))
+    if args.no_fixtures:
+        return
 
     # Fixtures for the Rust tests.
     fixture_dir = os.path.join(args.fixtures, "xrays")
@@ -611,8 +628,6 @@ def main():
     for name, e in sorted(expected.items()):
         lines.append(f"| `xrays/{name}` | {e['label']} | {e['source']} | {e['license']} | `{e['manifest_file']}` |")
     open(os.path.join(args.fixtures, "README.md"), "w").write("\n".join(lines) + "\n")
-    print(json.dumps({k: test[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "roc_auc", "ece")}, indent=1))
-    print("by source", json.dumps(test["by_source"]))
 
 
 def update_readme_headline(readme, card):
@@ -710,7 +725,7 @@ def processing_text(f, p_process, p_clahe=0.0):
     return f"""
 **Processing.** The NIH normals, most of the pool's adult normals, are soft films, low in local contrast;
 modern consoles sharpen films with a large-kernel unsharp mask. Each test film sharpened that
-way (sigma 8 px, amount 1, equalised again): {f['sharpened_normal_called_covid']} of {f['normal']} normal films flip to
+way (sigma 8 px, amount 1; equalised again where the model reads equalised films): {f['sharpened_normal_called_covid']} of {f['normal']} normal films flip to
 COVID (mean change of P(covid) {f['sharpened_mean_change_normal']:+.3f}; ROC-AUC {f['sharpened_roc_auc']:.4f}). Softened (sigma 24 px,
 amount -0.5): {f['softened_covid_called_normal']} of {f['covid']} COVID films flip to normal (mean change {f['softened_mean_change_covid']:+.3f}; ROC-AUC
 {f['softened_roc_auc']:.4f}). {how}{clahe_text(f, p_clahe)}
@@ -856,6 +871,61 @@ the lungs would score). `training/probes/heatmaps.py`.
 """
 
 
+def reads_plain(card):
+    """Whether the model reads unequalised films and standardises them itself (model 5)."""
+    return "equalize" not in card["input"]["preprocess"]
+
+
+def equalise_step(card):
+    if reads_plain(card):
+        return ("5. Not equalised: the network's first operation takes each image less its own mean over its own\n"
+                "   standard deviation, so a hospital's exposure and contrast do not reach it.")
+    return "5. Histogram-equalise."
+
+
+def shortcut_text(card):
+    """What the recipe does against the pool's shortcuts, from the card's training record."""
+    t = card["training"]
+    lungs = "each film is cropped to its lung fields, so borders, labels and framing outside them never reach the classifier; " if "lungbox" in card["input"]["preprocess"] else ""
+    if t.get("augment") == "plain":
+        return (
+            f"The recipe is deliberately plain: {lungs}uniform borders are trimmed, every film is resized to a square, "
+            "and the network standardises each image itself; augmentation is a random resized crop (70-100% of the area), "
+            "a turn within 10 degrees, contrast, brightness, gamma and noise, on both classes alike, and nothing else: no "
+            "flips, painted boxes, flattened periphery, hospital processing or class-dependent framing. 4.0.0's recipe, which "
+            "had all of those, called about half the normal films of hospitals outside the pool COVID (docs/research/5.x.md). "
+            "The probes above show what the plain recipe leaves open: tighter framings of normal films and "
+            "local-contrast processing (CLAHE, sharpening) push P(covid) up."
+        )
+    p_process = t.get("hospital_processing") or 0.0
+    p_clahe = t.get("hospital_clahe") or 0.0
+    return (
+        f"The pipeline fights the known shortcuts: {lungs}uniform borders are trimmed; every film is resized to a square and "
+        "histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and noise, flips side "
+        "markers, paints text-like boxes on both classes, and on 40% of the films hides everything outside a random "
+        f"central box{crops_clause(t['framing_crops'])}{process_clause(p_process, p_clahe)}."
+    )
+
+
+ROBUSTNESS_BEGIN, ROBUSTNESS_END = "<!-- robustness:begin -->", "<!-- robustness:end -->"
+
+
+def robustness_block(out, card):
+    """The card's robustness section: what `XRAY_WRITE_DOCS=1 cargo test --test robustness`
+    measured through the served pipeline and wrote between the markers, kept while
+    model/robustness.json names this model; a placeholder until it has run."""
+    kept = ""
+    figures = os.path.join(out, "robustness.json")
+    readme = os.path.join(out, "README.md")
+    if os.path.exists(figures) and json.load(open(figures)).get("model_sha256") == card["sha256"] and os.path.exists(readme):
+        text = open(readme).read()
+        if ROBUSTNESS_BEGIN in text and ROBUSTNESS_END in text:
+            kept = text.split(ROBUSTNESS_BEGIN, 1)[1].split(ROBUSTNESS_END, 1)[0]
+    if not kept.strip():
+        kept = "\n### Robustness through the served pipeline\n\nNot measured for this model yet: `XRAY_WRITE_DOCS=1 cargo test --test robustness`.\n"
+    return ROBUSTNESS_BEGIN + kept + ROBUSTNESS_END + "\n"
+
+
 def write_card_readme(out, card):
     t = card["metrics"]["test"]
     c = t["confusion"]
@@ -953,17 +1023,14 @@ sensitivity (COVID-19). `kermany-normal` is the children.{unseen_sentence(t)}
 {per_view}
 
 {holdout_text(card)}
+{robustness_block(out, card)}
 {lungs_text(card)}
 ## Read these figures with care
 
 The two classes come from different collections: adult normals from NIH, a teaching module
 and (16 films) the COVID films' own collection, children from Guangzhou, and COVID-19 films
 from papers, Radiopaedia and hospital uploads. A model can score well here by recognising the
-collection rather than the lungs, and a patient-level split does not remove that. The
-pipeline fights the known shortcuts: {"each film is cropped to its lung fields, so borders, labels and framing outside them never reach the classifier; " if card["input"]["preprocess"].endswith("-v2") else ""}uniform borders are trimmed; every film is resized to a square and
-histogram-equalised; augmentation varies framing, aspect ratio, rotation, exposure, blur and
-noise, flips side markers, paints text-like boxes on both classes, and on 40% of the films
-hides everything outside a random central box{crops_clause(card["training"]["framing_crops"])}{process_clause(p_process, p_clahe)}. The collection-held-out table
+collection rather than the lungs, and a patient-level split does not remove that. {shortcut_text(card)} The collection-held-out table
 above is the nearest the pool comes to a hospital it does not hold; **expect lower figures
 than the in-pool ones on X-rays from other hospitals**.
 
@@ -985,7 +1052,7 @@ use.
 4. Resize to {card['input']['size']}x{card['input']['size']} (triangle filter), ignoring aspect ratio. Films more than
    4x the input on their short side are first box-averaged by an integer factor (keeping at
    least 2x the input); no film of the training pool is that large, so training saw step 4 exactly.
-5. Histogram-equalise.
+{equalise_step(card)}
 {lung_steps(card)}6. Normalise: {card['input']['normalisation']}, NCHW.
 
 Training reads the output of step 5, written by `xray preprocess`, and augments on top of it.

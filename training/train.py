@@ -103,52 +103,6 @@ def frame(x_u8, crops, y, p_crop, gen):
     return x_u8
 
 
-MARKER_TEXTS = ["L", "R", "AP", "PA", "PORTABLE", "SUPINE", "ERECT", "AP SITTING", "1", "2", "ICU", "STANDING", "INSP", "L LAT", "CHEST"]
-
-
-def burn_in_artefacts(x_u8, p, gen):
-    """What clinical films carry and clean teaching films do not, on films of both classes with
-    probability `p` each (`--artefacts`): burned-in markers and text, a black or white band
-    where the collimator or scanner cut the film, and thin bright lines like the wires and
-    tubes of a portable film.
-
-    In the pool, such things come mostly with COVID films (portable ICU films, figures of
-    publications) and with NIH's normals, and the teaching module's normals have none, so a
-    model can read "clinical clutter" as "COVID". Drawn on both classes alike, they say nothing
-    of the label. Drawn on the prepared 8-bit film with Pillow; the film is not equalised
-    again (a marker is a few hundred pixels).
-    """
-    from PIL import ImageDraw, ImageFont
-
-    chosen = chosen_films(len(x_u8), p, gen).tolist()
-    if not chosen:
-        return x_u8
-    out = x_u8.clone()
-    size = x_u8.shape[-1]
-
-    def r(lo, hi):
-        return lo + (hi - lo) * torch.rand((), generator=gen).item()
-
-    for i in chosen:
-        im = Image.fromarray(out[i, 0].numpy())
-        draw = ImageDraw.Draw(im)
-        for _ in range(int(r(1, 4))):
-            text = MARKER_TEXTS[int(r(0, len(MARKER_TEXTS) - 1e-6))]
-            font = ImageFont.load_default(size=int(r(8, 20)))
-            fill = 255 if r(0, 1) < 0.8 else 0
-            draw.text((r(0, size * 0.85), r(0, size * 0.9)), text, fill=fill, font=font)
-        if r(0, 1) < 0.3:
-            band, fill = int(r(0.03, 0.12) * size), 0 if r(0, 1) < 0.7 else 255
-            side = int(r(0, 4 - 1e-6))
-            box = [(0, 0, band, size), (size - band, 0, size, size), (0, 0, size, band), (0, size - band, size, size)][side]
-            draw.rectangle(box, fill=fill)
-        for _ in range(int(r(0, 3))):
-            points = [(r(0, size), r(0, size)) for _ in range(int(r(2, 5)))]
-            draw.line(points, fill=int(r(180, 255)), width=int(r(1, 4)))
-        out[i, 0] = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())
-    return out
-
-
 def conv_bn(cin, cout, stride=1):
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -187,6 +141,17 @@ ARCHS = {
         *conv_bn(128, 128), nn.MaxPool2d(2),  # 6
         *conv_bn(128, 160),
     ],
+    # The plain CNN probe's network (540K parameters): a 3x3 stride-2 stem at full resolution,
+    # then 3x3 convolutions and max-pools to 1/16, widths 16 to 256. About four times the
+    # work of k2pool at 192 px and more at 224; a candidate, not held to the speed floors.
+    "probe": lambda: [
+        *conv_bn(1, 16, stride=2),
+        *conv_bn(16, 32), nn.MaxPool2d(2),
+        *conv_bn(32, 64), nn.MaxPool2d(2),
+        *conv_bn(64, 128),
+        *conv_bn(128, 128), nn.MaxPool2d(2),
+        *conv_bn(128, 256),
+    ],
     # Model 3.x: "k2" with the 24x24 max-pool back; only the 48x48 convolution and max-pool are replaced.
     # ~82 MMAC; tract 1.8-1.9x onnxruntime (`training/bench/arch.py train.py:k2pool`).
     "k2pool": lambda: [
@@ -223,7 +188,8 @@ class XrayNet(nn.Module):
         super().__init__()
         self.standardize = standardize
         self.features = nn.Sequential(*ARCHS[arch]())
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(160, 2))
+        width = [m for m in self.features if isinstance(m, nn.Conv2d)][-1].out_channels
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(width, 2))
 
     def forward(self, x):
         if self.standardize:
@@ -234,63 +200,45 @@ class XrayNet(nn.Module):
         return self.head(self.features(x))
 
 
+class Ensemble(nn.Module):
+    """Networks trained alike from other seeds, as one network: their feature grids side by
+    side, one global average pooling, and one linear layer holding each member's weights
+    divided by the number of members. Its logits are exactly the mean of the members', and it
+    keeps the single-head shape that class activation mapping explains (src/model/cam.rs), so
+    the served heatmap is the mean of the members' maps. Members share the standardisation."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.standardize = members[0].standardize
+        self.members = nn.ModuleList(m.features for m in members)
+        k = len(members)
+        linears = [m.head[-1] for m in members]
+        head = nn.Linear(sum(lin.in_features for lin in linears), 2)
+        with torch.no_grad():
+            head.weight.copy_(torch.cat([lin.weight for lin in linears], 1) / k)
+            head.bias.copy_(sum(lin.bias for lin in linears) / k)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
+
+    def forward(self, x):
+        if self.standardize:
+            x = standardize(x)
+        return self.head(torch.cat([f(x) for f in self.members], 1))
+
+
+def load_member(folder):
+    """A finished run's network (its weights.pt and training.json)."""
+    t = json.load(open(os.path.join(folder, "training.json")))
+    net = XrayNet(t.get("arch", "pool"), t.get("standardize", False))
+    net.load_state_dict(torch.load(os.path.join(folder, "weights.pt")))
+    return net.eval(), t
+
+
 def standardize(x):
     """Each image less its own mean, over its own standard deviation: the first operation of a
     network trained on unequalised films (`xray preprocess --plain`), inside the exported graph,
     so that serving cannot skip it. Any affine scaling of the input before it cancels out."""
     centred = x - x.mean(dim=(2, 3), keepdim=True)
     return centred / torch.sqrt((centred * centred).mean(dim=(2, 3), keepdim=True) + 1e-6)
-
-
-class ReverseGradient(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by -weight (Ganin and Lempitsky's
-    gradient reversal): what helps the adversary is taken away from the features."""
-
-    @staticmethod
-    def forward(ctx, x, weight):
-        ctx.weight = weight
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.weight * grad, None
-
-
-class CollectionAdversary(nn.Module):
-    """Guesses a film's collection from the pooled features, within its class (`--adversary`).
-
-    One small head per class: among the normal films it tells NIH from the teaching module,
-    the children and the COVID collection's own normals; among the COVID films, one COVID
-    collection from the other. Its gradient reaches the network reversed, so the features
-    lose what tells a collection from another of the same class (a scanner's look, a
-    collection's processing) and keep what tells the classes apart: an unseen hospital's
-    normals should then look like normals, not like 'not NIH'. Training only: the exported
-    network has no trace of it.
-    """
-
-    def __init__(self, collections_per_class, width=160):
-        super().__init__()
-        self.heads = nn.ModuleList(
-            nn.Sequential(nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, n)) if n > 1 else None for n in collections_per_class
-        )
-
-    def loss(self, pooled, label, within, weight):
-        reversed_ = ReverseGradient.apply(pooled, weight)
-        total, count = reversed_.new_zeros(()), 0
-        for c, head in enumerate(self.heads):
-            chosen = label == c
-            if head is None or chosen.sum() < 2:
-                continue
-            total = total + F.cross_entropy(head(reversed_[chosen]), within[chosen], reduction="sum")
-            count += int(chosen.sum())
-        return total / max(count, 1)
-
-
-def collection_indices(rows):
-    """Each film's collection as an index within its class, and the collections per class."""
-    per_class = [sorted({r["source"] for r in rows if r["label"] == name}) for name in LABELS]
-    within = [per_class[LABELS.index(r["label"])].index(r["source"]) for r in rows]
-    return torch.tensor(within, dtype=torch.int64), [len(c) for c in per_class], per_class
 
 
 def optimizer_name(weight_decay):
@@ -442,6 +390,86 @@ def augment(x, gen, zoom=(0.6, 1.2), periphery=0.4):
     return x.clamp(0, 1)
 
 
+def plain_augment(x_u8, gen):
+    """The plain recipe's augmentation of a uint8 batch [B,1,S,S] -> float [B,1,S,S]: a random
+    resized crop (70-100% of the area, aspect 0.9-1.1), a turn within 10 degrees with the
+    edge pixels repeated, contrast 0.75-1.25, brightness +-0.1, gamma 0.7-1.4 and noise of
+    0.02, nothing else.
+
+    No flips, painted boxes, flattened periphery, hospital processing or tighter framings of
+    one class: each of those also teaches the network something about the pool, and the
+    recipe without them read hospitals outside the pool far better than 4.0.0's
+    (docs/research/5.x.md). The network standardises each image itself, so exposure is left
+    to it."""
+    n, _, s, _ = x_u8.shape
+    x = x_u8.float() / 255.0
+
+    def u(lo, hi):
+        return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+    area = u(0.7, 1.0)
+    ratio = torch.exp(u(math.log(0.9), math.log(1.1)))
+    sx, sy = torch.sqrt(area * ratio).clamp(max=1), torch.sqrt(area / ratio).clamp(max=1)
+    tx, ty = (1 - sx) * u(-1, 1), (1 - sy) * u(-1, 1)
+    angle = u(-10, 10) * math.pi / 180
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * sx, -sin * sy, tx], 1), torch.stack([sin * sx, cos * sy, ty], 1)], 1)
+    x = F.grid_sample(x, affine_grid(theta, s), mode="bilinear", padding_mode="border", align_corners=False)
+    contrast = u(0.75, 1.25).view(n, 1, 1, 1)
+    bright = u(-0.1, 0.1).view(n, 1, 1, 1)
+    x = ((x - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
+    x = x.clamp_min(1e-4) ** torch.exp(u(math.log(0.7), math.log(1.4))).view(n, 1, 1, 1)
+    return x + 0.02 * torch.randn(x.shape, generator=gen)
+
+
+def schedule(opt, args, steps_per_epoch):
+    """The learning-rate schedule, stepped once a batch: 4.0.0's one-cycle, or the plain
+    recipe's two epochs of linear warm-up and a cosine decay to zero."""
+    total = args.epochs * steps_per_epoch
+    if args.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total, pct_start=0.15)
+    warm = 2 * steps_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, k / total)))
+    )
+
+
+# Named recipes: `--recipe NAME` stands for these arguments, and arguments given after it
+# override them. Each candidate of model/candidates/ is one recipe on one preprocessing
+# (training/candidates.sh).
+RECIPES = {
+    # 4.0.0: equalised whole films, the full augmentation, tighter framings of normals, hospital
+    # processing and CLAHE on half of the films, 200 epochs one-cycle (the defaults).
+    "4.0.0": [],
+    # Model 5: unequalised films (`xray preprocess --plain`), each standardised by the network
+    # itself; plain_augment; 40 epochs, warm-up and cosine; every epoch can be chosen.
+    "plain": [
+        "--standardize", "--augment", "plain", "--schedule", "cosine", "--epochs", "40", "--select-from", "0",
+        "--crop-normal", "0", "--process", "0", "--clahe", "0",
+    ],
+}
+RECIPES["plain-probe"] = RECIPES["plain"] + ["--arch", "probe"]
+# The plain recipe with one lever back: half the films of both classes given a console's
+# unsharp mask or softening and half a random CLAHE, not equalised again. Served through the
+# plain path, 5.0.0 reads CLAHE-processed normal films as COVID (model/robustness.json).
+RECIPES["plain-process"] = RECIPES["plain"] + ["--process", "0.5", "--clahe", "0.5"]
+
+
+def expand_recipe(argv):
+    """`argv` with `--recipe NAME` replaced by its arguments (put first, so that the others
+    override them) and kept as `--recipe NAME` for training.json."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--recipe" not in argv:
+        return argv
+    i = argv.index("--recipe")
+    name = argv[i + 1] if i + 1 < len(argv) else ""
+    if name not in RECIPES:
+        raise SystemExit(f"train.py: unknown --recipe {name!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[name] + argv[:i] + argv[i + 2 :] + ["--recipe", name]
+
+
 def gaussian_blur(x, sigma):
     """Separable Gaussian blur of [B,1,S,S] with one sigma per image (pixels), reflect-padded."""
     sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
@@ -466,15 +494,17 @@ def equalize(x):
     return lut.gather(1, v).view_as(x)
 
 
-def unsharp(x, amount, sigma):
+def unsharp(x, amount, sigma, then_equalize=True):
     """A hospital's processing on an already prepared film: `x + amount * (x - blur_sigma(x))`,
     then equalised again as the Rust preprocessing would. amount > 0 is the large-kernel
     unsharp masking of modern X-ray consoles, amount < 0 a softer film."""
     amount = torch.as_tensor(amount, dtype=torch.float32).view(-1, 1, 1, 1)
-    return equalize(x + amount * (x - gaussian_blur(x, sigma)))
+    out = x + amount * (x - gaussian_blur(x, sigma))
+    # The unequalised paths (`xray preprocess --plain`) do not equalise again.
+    return equalize(out) if then_equalize else out.clamp(0, 1)
 
 
-def clahe(x, tiles=8, clip=2.0):
+def clahe(x, tiles=8, clip=2.0, then_equalize=True):
     """Contrast-limited adaptive histogram equalisation (Zuiderveld 1994) of a float batch
     [B,1,S,S] in [0,1], then equalised again as `xray preprocess` would after a console had
     processed the film this way.
@@ -505,7 +535,7 @@ def clahe(x, tiles=8, clip=2.0):
         return flat.gather(1, ((yy * tiles + xx) * 256 + v).view(b, -1)).view(b, s, s)
 
     out = (1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1)) + wy * ((1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1))
-    return equalize(out.unsqueeze(1))
+    return equalize(out.unsqueeze(1)) if then_equalize else out.unsqueeze(1)
 
 
 def chosen_films(n, p, gen):
@@ -517,7 +547,7 @@ def chosen_films(n, p, gen):
     return (torch.rand(n, generator=gen) < p).nonzero().flatten()
 
 
-def process_like_another_hospital(x_u8, p, gen):
+def process_like_another_hospital(x_u8, p, gen, equalised=True):
     """With probability `p`, each film of a uint8 batch [B,1,S,S] gets `unsharp` with sigma
     log-uniform in 3-32 pixels and amount uniform in [-0.6, 1.5]; returns uint8.
 
@@ -533,32 +563,12 @@ def process_like_another_hospital(x_u8, p, gen):
     sigma = torch.exp(math.log(3) + torch.rand(len(chosen), generator=gen) * math.log(32 / 3))
     amount = -0.6 + 2.1 * torch.rand(len(chosen), generator=gen)
     x = x_u8.clone()
-    x[chosen] = (unsharp(x_u8[chosen].float() / 255, amount, sigma) * 255).round().to(torch.uint8)
+    # On the unequalised paths the processed film is not equalised again (`equalised=False`).
+    x[chosen] = (unsharp(x_u8[chosen].float() / 255, amount, sigma, equalised) * 255).round().to(torch.uint8)
     return x
 
 
-def blur_like_another_scanner(x_u8, p, gen):
-    """With probability `p`, each film of a uint8 batch [B,1,S,S] is blurred at the finest
-    scales (Gaussian, sigma uniform in 0.5-2 pixels of the model input), then equalised again
-    as the Rust preprocessing would (`--blur`).
-
-    The pool's collections differ in fine-scale sharpness (mean |film - blur_1.5(film)| on
-    the prepared films: NIH 3.4, the teaching module 4.1, the COVID collections 4.3 and 4.9,
-    the children 6.2), from scanners, digitisers and resampling. With NIH left out, the
-    smoothest training films are COVID films, and NIH's normals read as COVID. Blurring both
-    classes at random says smoothness is no evidence. `process_like_another_hospital` works at
-    3-32 pixels: the consoles' processing, not the detector's resolution.
-    """
-    chosen = chosen_films(x_u8.shape[0], p, gen)
-    if len(chosen) == 0:
-        return x_u8
-    sigma = 0.5 + 1.5 * torch.rand(len(chosen), generator=gen)
-    x = x_u8.clone()
-    x[chosen] = (equalize(gaussian_blur(x_u8[chosen].float() / 255, sigma)) * 255).round().to(torch.uint8)
-    return x
-
-
-def clahe_like_another_hospital(x_u8, p, gen):
+def clahe_like_another_hospital(x_u8, p, gen, equalised=True):
     """With probability `p`, each film of a uint8 batch [B,1,S,S] gets `clahe` with 4, 6, 8 or
     12 tiles a side and a clip limit uniform in 1.5-5; returns uint8.
 
@@ -579,7 +589,7 @@ def clahe_like_another_hospital(x_u8, p, gen):
     for tiles, films in drawn.items():
         idx = torch.tensor([i for i, _ in films])
         clip = torch.tensor([c for _, c in films], dtype=torch.float64)
-        x[idx] = (clahe(x_u8[idx].float() / 255, tiles, clip) * 255).round().to(torch.uint8)
+        x[idx] = (clahe(x_u8[idx].float() / 255, tiles, clip, equalised) * 255).round().to(torch.uint8)
     return x
 
 
@@ -722,16 +732,22 @@ def parse_args(argv=None):
         metavar="HOLDOUT_JSON",
         help="take the threshold from holdout.py's pooled collection-held-out predictions instead of the validation patients' equal-error point",
     )
-    ap.add_argument("--blur", type=float, default=0.0, help="probability a training film of either class is blurred at 0.5-2 px and equalised again (blur_like_another_scanner)")
-    ap.add_argument("--artefacts", type=float, default=0.0, help="probability a training film of either class gets burned-in markers, a band and wire-like lines (burn_in_artefacts)")
     ap.add_argument(
-        "--adversary",
-        type=float,
-        default=0.0,
-        help="weight of the reversed gradient of a collection adversary within each class (CollectionAdversary); 0: none",
+        "--augment",
+        choices=["full", "plain"],
+        default="full",
+        help="`full`: 4.0.0's geometric and intensity augmentation with flips, painted boxes and the flattened periphery (augment); `plain`: a random resized crop, a small turn, contrast, brightness, gamma and noise, nothing else (plain_augment)",
     )
+    ap.add_argument("--schedule", choices=["onecycle", "cosine"], default="onecycle", help="one-cycle (4.0.0), or two epochs of linear warm-up then a cosine decay (the plain recipe)")
+    ap.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="RUN",
+        help="skip training: join the networks of these finished runs (their --out folders) into one (Ensemble), then calibrate and export it",
+    )
+    ap.add_argument("--recipe", choices=sorted(RECIPES), help="a named recipe (RECIPES); later arguments override its own")
     ap.add_argument("--device", default="cpu", help="where the network trains (`cuda` for exploration; augmentation stays on the CPU, and the shipped model trains on the CPU)")
-    args = ap.parse_args(argv)
+    args = ap.parse_args(expand_recipe(argv))
     if not 0 <= args.select_from < 1:
         ap.error("--select-from must be at least 0 and below 1: the last epoch is always a candidate")
     return args
@@ -751,35 +767,29 @@ def load_data(args):
     xva, yva = load_images(splits["val"])
     use_crops = args.crops and max(args.crop_normal, args.crop_covid) > 0 and not args.export_only
     crops = load_crops(splits["train"], args.pre, args.crops) if use_crops else None
-    within, per_class, names = collection_indices(splits["train"])
     print(f"train {len(ytr)} val {len(yva)} input {tuple(xtr.shape[1:])} {params['version']}", flush=True)
     return {
         "params": params, "splits": splits, "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva, "crops": crops,
-        "within": within, "collections_per_class": per_class, "collection_names": names,
     }
 
 
-def train_batch(net, opt, sched, data, idx, args, gen, class_weight, adversary=None, adversary_weight=0.0):
+def train_batch(net, opt, sched, data, idx, args, gen, class_weight):
     """One optimiser step on the training films `idx`: framing, hospital processing and the
     geometric and intensity augmentation, then the class-weighted cross-entropy. Returns the loss."""
     mean, std = data["params"]["mean"], data["params"]["std"]
     ytr, crops = data["ytr"], data["crops"]
     p_crop = torch.tensor([args.crop_covid, args.crop_normal])  # indexed by label: covid 0, normal 1
     framed = frame(data["xtr"][idx], None if crops is None else crops[idx], ytr[idx], p_crop, gen)
-    framed = burn_in_artefacts(framed, args.artefacts, gen)
-    framed = blur_like_another_scanner(framed, args.blur, gen)
-    framed = process_like_another_hospital(framed, args.process, gen)
-    framed = clahe_like_another_hospital(framed, args.clahe, gen)
-    xb = normalise(augment(framed, gen, tuple(args.zoom), args.periphery), mean, std)
-    device = class_weight.device
-    yb = ytr[idx].to(device)
-    if adversary is None:
-        loss = F.cross_entropy(net(xb.to(device)), yb, weight=class_weight)
+    equalised = "equalize" in data["params"]["version"]
+    framed = process_like_another_hospital(framed, args.process, gen, equalised)
+    framed = clahe_like_another_hospital(framed, args.clahe, gen, equalised)
+    if args.augment == "plain":
+        x01 = plain_augment(framed, gen)
     else:
-        x = xb.to(device)
-        features = net.features(standardize(x) if net.standardize else x)
-        loss = F.cross_entropy(net.head(features), yb, weight=class_weight)
-        loss = loss + adversary.loss(features.mean(dim=(2, 3)), yb, data["within"][idx].to(device), adversary_weight)
+        x01 = augment(framed, gen, tuple(args.zoom), args.periphery)
+    xb = normalise(x01, mean, std)
+    device = class_weight.device
+    loss = F.cross_entropy(net(xb.to(device)), ytr[idx].to(device), weight=class_weight)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -802,11 +812,9 @@ def train(args, data):
     ytr = data["ytr"]
     counts = torch.bincount(ytr, minlength=2).float()
     class_weight = (counts.sum() / (2 * counts)).to(args.device)
-    adversary = CollectionAdversary(data["collections_per_class"]).to(args.device) if args.adversary > 0 else None
-    params = list(net.parameters()) + (list(adversary.parameters()) if adversary is not None else [])
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(ytr) / args.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15)
+    sched = schedule(opt, args, steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
     first_candidate = math.floor(args.select_from * args.epochs) + 1
     history, best = [], None
@@ -815,13 +823,9 @@ def train(args, data):
         net.train()
         perm = torch.randperm(len(ytr), generator=gen)
         total = 0.0
-        # The adversary's pull grows from 0 to --adversary over training (Ganin and
-        # Lempitsky's schedule), so the features first learn the classes.
-        progress = (epoch - 1) / args.epochs
-        adversary_weight = args.adversary * (2 / (1 + math.exp(-10 * progress)) - 1)
         for i in range(0, len(perm), args.batch):
             idx = perm[i : i + args.batch]
-            total += train_batch(net, opt, sched, data, idx, args, gen, class_weight, adversary, adversary_weight) * len(idx)
+            total += train_batch(net, opt, sched, data, idx, args, gen, class_weight) * len(idx)
         row = {"epoch": epoch, "train_loss": total / len(ytr)}
         if epoch >= first_candidate:
             row["val_loss_live"], row["val_auc_live"] = validate(net, data)
@@ -849,8 +853,10 @@ def calibrate(net, data):
     return scale, bias, val_nll, choose_threshold(p_covid, is_covid), auc
 
 
-def export(net, scale, bias, size, out):
-    """Writes `out/xray.onnx`: the calibrated network, max-pools split for tract."""
+def export(net, scale, bias, size, out, preprocess=None):
+    """Writes `out/xray.onnx`: the calibrated network, max-pools split for tract, and the
+    preprocessing and input size it reads as metadata, which serving checks against the
+    card beside it."""
     os.makedirs(out, exist_ok=True)
     onnx_path = os.path.join(out, "xray.onnx")
     torch.onnx.export(
@@ -864,6 +870,12 @@ def export(net, scale, bias, size, out):
         do_constant_folding=True,
     )
     split_max_pools(onnx_path)
+    if preprocess is not None:
+        model = onnx.load(onnx_path)
+        del model.metadata_props[:]
+        for key, value in (("preprocess", preprocess), ("input_size", str(size))):
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, onnx_path)
     return onnx_path
 
 
@@ -872,7 +884,18 @@ def main(argv=None):
     seed_everything(args.seed)
     torch.set_num_threads(args.threads)
     data = load_data(args)
-    if args.export_only:
+    members = None
+    if args.ensemble:
+        loaded = [load_member(f) for f in args.ensemble]
+        members = [{"run": f, "seed": t["seed"], "seconds": t["seconds"], "best_epoch": t["best_epoch"], "best_weights": t.get("best_weights", "live")} for f, (_, t) in zip(args.ensemble, loaded)]
+        args.arch, args.seed, args.standardize = loaded[0][1]["arch"], loaded[0][1]["seed"], loaded[0][1].get("standardize", False)
+        for key in ("epochs", "augment", "schedule", "recipe"):
+            if key in loaded[0][1]:
+                setattr(args, key, loaded[0][1][key])
+        net = Ensemble([n for n, _ in loaded])
+        state, best_epoch, history = None, None, []
+        seconds = sum(m["seconds"] for m in members)
+    elif args.export_only:
         # Calibrate, pick the threshold and export again from the weights a finished run
         # saved; the training loop is deterministic, so this equals a full rerun.
         previous = json.load(open(os.path.join(args.out, "training.json")))
@@ -882,8 +905,9 @@ def main(argv=None):
         best_epoch, history, seconds = previous["best_epoch"], previous["history"], previous["seconds"]
     else:
         state, best_epoch, history, seconds = train(args, data)
-    net = XrayNet(args.arch, args.standardize)
-    net.load_state_dict(state)
+    if members is None:
+        net = XrayNet(args.arch, args.standardize)
+        net.load_state_dict(state)
     scale, bias, val_nll, threshold, auc = calibrate(net, data)
     threshold_rule = "equal error rate on the validation patients: sensitivity and specificity closest (ties: higher balanced accuracy, then nearest 0.5)"
     if args.threshold_from:
@@ -895,8 +919,9 @@ def main(argv=None):
             f"{pooled['specificity']:.3f} of left-out normal films and {pooled['sensitivity']:.3f} of left-out COVID films called right"
         )
     print(f"validation AUC {auc:.4f}; best epoch {best_epoch}, Platt a {scale:.3f} b {bias:.3f} (val NLL {val_nll:.4f}), threshold {threshold:.4f}")
-    onnx_path = export(net, scale, bias, data["params"]["input_size"], args.out)
-    torch.save(state, os.path.join(args.out, "weights.pt"))
+    onnx_path = export(net, scale, bias, data["params"]["input_size"], args.out, data["params"]["version"])
+    if state is not None:
+        torch.save(state, os.path.join(args.out, "weights.pt"))
     training = {
         "seed": args.seed,
         "arch": args.arch,
@@ -904,6 +929,7 @@ def main(argv=None):
         "epochs": args.epochs,
         "best_epoch": best_epoch,
         "best_weights": "live",
+        **({"ensemble": members} if members else {}),
         "batch": args.batch,
         "lr": args.lr,
         "optimizer": optimizer_name(args.weight_decay),
@@ -916,9 +942,9 @@ def main(argv=None):
         "hospital_clahe": args.clahe,
         "zoom": args.zoom,
         "periphery": args.periphery,
-        **({"artefacts": args.artefacts} if args.artefacts > 0 else {}),
-        **({"scanner_blur": args.blur} if args.blur > 0 else {}),
-        **({"collection_adversary": {"weight": args.adversary, "collections": data["collection_names"]}} if args.adversary > 0 else {}),
+        "augment": args.augment,
+        "schedule": args.schedule,
+        **({"recipe": args.recipe} if args.recipe else {}),
         "candidates_from_epoch": math.floor(args.select_from * args.epochs) + 1,
         "tta": False,
         "val_auc_plain": auc,

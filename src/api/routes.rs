@@ -18,8 +18,10 @@ use base64::Engine;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::config::HttpConfig;
-use crate::contract::{Answer, ApiError, Health, PredictRequest, PredictResponse, S3Ref};
+use super::auth::Caller;
+use crate::config::{AuthMode, HttpConfig};
+use crate::contract::{Answer, ApiError, AuthInfo, Health, PredictRequest, PredictResponse, S3Ref};
+use crate::metrics::{Metrics, Timing};
 use crate::model::Classifier;
 use crate::s3::store::ObjectStore;
 
@@ -36,6 +38,11 @@ pub struct App {
     /// would not finish sooner; each would hold its own decoded film and malloc arena, and
     /// under 8 concurrent clients the local server's memory grew from 38 MB to 120-140 MB.
     classify_slots: Arc<tokio::sync::Semaphore>,
+    /// Where each prediction and refusal is counted (CloudWatch EMF on Lambda).
+    metrics: Metrics,
+    /// The local server's own bearer-token check in `jwt` mode (on Lambda, API Gateway's).
+    #[cfg(feature = "jwt")]
+    jwt: Option<Arc<super::jwt::JwtVerifier>>,
 }
 
 /// Where the bytes of a predict request come from.
@@ -53,7 +60,24 @@ impl App {
             config: Arc::new(config),
             store: None,
             classify_slots: Arc::new(tokio::sync::Semaphore::new(cpus)),
+            metrics: Metrics::Off,
+            #[cfg(feature = "jwt")]
+            jwt: None,
         }
+    }
+
+    /// Checks bearer tokens itself, as API Gateway's JWT authorizer would (the local server
+    /// in `jwt` mode).
+    #[cfg(feature = "jwt")]
+    pub fn with_jwt_verifier(mut self, verifier: super::jwt::JwtVerifier) -> App {
+        self.jwt = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Counts predictions and refusals into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> App {
+        self.metrics = metrics;
+        self
     }
 
     /// Adds the store S3 references are read from.
@@ -78,15 +102,35 @@ impl App {
         let request_id = request_id(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let caller = self.caller(&req);
+        let audit = caller
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map(Caller::audit);
         let (result, label) = match (path.as_str(), &method) {
             ("/", &Method::GET | &Method::HEAD) => (Ok(html(PAGE)), None),
             ("/health", &Method::GET | &Method::HEAD) => (Ok(self.health()), None),
             // Browsers ask for it on every page load; "no icon" is an answer, not a 404.
             ("/favicon.ico", &Method::GET | &Method::HEAD) => (Ok(no_content()), None),
-            ("/predict", &Method::POST) => match self.predict(req, &request_id, started).await {
-                Ok((resp, label)) => (Ok(resp), Some(label)),
-                Err(e) => (Err(e), None),
-            },
+            ("/predict", &Method::POST) => {
+                let checked = caller.and_then(|c| self.authenticated(c.as_ref()));
+                let answered = match checked {
+                    Ok(_) => self.predict(req, &request_id, started).await,
+                    Err(e) => Err(e),
+                };
+                let version = &self.classifier.info().version;
+                match answered {
+                    Ok((resp, label, timing)) => {
+                        self.metrics.prediction("http", version, label, timing);
+                        (Ok(resp), Some(label))
+                    }
+                    Err(e) => {
+                        self.metrics.refusal("http", version, e.code);
+                        (Err(e), None)
+                    }
+                }
+            }
             (_, &Method::OPTIONS) if known_path(&path) => (Ok(preflight(&path)), None),
             _ if known_path(&path) => (
                 Err(ApiError::new(
@@ -109,7 +153,58 @@ impl App {
             Ok(r) => r,
             Err(e) => error_response(&e, &path),
         };
-        self.finish(response, &request_id, &method, &path, label, started)
+        self.finish(
+            response,
+            &request_id,
+            &method,
+            &path,
+            (label, audit.as_deref()),
+            started,
+        )
+    }
+
+    /// Who called: the identity API Gateway's authorizer put in the event or, where this
+    /// process checks bearer tokens itself, the token's subject; a token that does not
+    /// verify is a 401 naming the failed check.
+    fn caller(&self, req: &Request) -> Result<Option<Caller>, ApiError> {
+        #[cfg(feature = "jwt")]
+        if let Some(verifier) = &self.jwt {
+            let token = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim);
+            return match token {
+                None => Ok(None),
+                Some(t) => verifier
+                    .verify(t)
+                    .map(Some)
+                    .map_err(|e| ApiError::new(401, "unauthenticated", e.0)),
+            };
+        }
+        Ok(Caller::of(req))
+    }
+
+    /// In `iam` and `jwt` modes, a call to `POST /predict` must carry the identity API
+    /// Gateway's authorizer established; a route added without one is refused here.
+    fn authenticated(&self, caller: Option<&Caller>) -> Result<Option<Caller>, ApiError> {
+        let mode = self.config.auth;
+        if mode.needs_identity() && caller.is_none() {
+            return Err(ApiError::new(
+                401,
+                "unauthenticated",
+                format!(
+                    "this deployment takes only authenticated calls ({}); the request carried no \
+                     authorizer identity",
+                    mode.as_str()
+                ),
+            ));
+        }
+        Ok(caller.cloned())
     }
 
     /// Answers `error` for a request that never reached [`App::handle`] (the local server
@@ -123,26 +218,27 @@ impl App {
     ) -> Response<Body> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let response = error_response(error, path);
-        self.finish(response, &request_id, method, path, None, started)
+        self.finish(response, &request_id, method, path, (None, None), started)
     }
 
-    /// Adds the common headers and writes the one log line of a request.
+    /// Adds the common headers and writes the one log line of a request: with the label, and
+    /// the caller's identity (an IAM ARN, or a JWT's issuer and subject) for audit.
     fn finish(
         &self,
         mut response: Response<Body>,
         request_id: &str,
         method: &Method,
         path: &str,
-        label: Option<&'static str>,
+        (label, caller): (Option<&'static str>, Option<&str>),
         started: Instant,
     ) -> Response<Body> {
         self.add_common_headers(&mut response, request_id);
         let status = response.status().as_u16();
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         if status >= 500 {
-            tracing::error!(request_id, %method, path, status, total_ms, "request");
+            tracing::error!(request_id, %method, path, status, caller, total_ms, "request");
         } else {
-            tracing::info!(request_id, %method, path, status, label, total_ms, "request");
+            tracing::info!(request_id, %method, path, status, label, caller, total_ms, "request");
         }
         response
     }
@@ -155,6 +251,11 @@ impl App {
                 model: self.classifier.info().clone(),
                 threshold: self.classifier.threshold(),
                 plans_built: Classifier::plans_built(),
+                auth: AuthInfo {
+                    mode: self.config.auth.as_str(),
+                    issuer: self.config.jwt_issuer.clone(),
+                    client_id: self.config.jwt_client_id.clone(),
+                },
                 disclaimer: crate::DISCLAIMER,
             },
         )
@@ -165,7 +266,7 @@ impl App {
         req: Request,
         request_id: &str,
         started: Instant,
-    ) -> Result<(Response<Body>, &'static str), ApiError> {
+    ) -> Result<(Response<Body>, &'static str, Timing), ApiError> {
         let content_type = media_type(&req);
         let explain_query = explain_query(&req)?;
         let body = req.into_body();
@@ -179,6 +280,14 @@ impl App {
         let explain = explain_query || explain_json;
         let bytes = match source {
             ImageSource::Inline(bytes) => bytes,
+            ImageSource::S3 { .. } if self.config.auth == AuthMode::None => {
+                return Err(ApiError::new(
+                    403,
+                    "s3_refused_public",
+                    "this deployment is open to anyone (ApiAuth NONE), so it reads no S3 \
+                     references; send the image itself",
+                ));
+            }
             ImageSource::S3 { bucket, key } => self.fetch_s3(&bucket, &key).await?,
         };
         let classifier = self.classifier.clone();
@@ -205,11 +314,16 @@ impl App {
             "classified"
         );
         let label = answer.prediction.label.as_str();
+        let timing = Timing {
+            decode: answer.timing_ms.decode,
+            inference: answer.timing_ms.inference,
+            total: answer.timing_ms.total,
+        };
         let body = PredictResponse {
             answer,
             request_id: request_id.to_string(),
         };
-        Ok((json_response(StatusCode::OK, &body), label))
+        Ok((json_response(StatusCode::OK, &body), label, timing))
     }
 
     async fn fetch_s3(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ApiError> {
@@ -254,7 +368,7 @@ impl App {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             headers.insert(
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("content-type"),
+                HeaderValue::from_static("content-type, authorization"),
             );
             headers.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use clap::Parser;
 use covid_xray::Classifier;
 use covid_xray::api::App;
-use covid_xray::config::{self, HttpConfig, ServerConfig};
+use covid_xray::api::jwt::JwtVerifier;
+use covid_xray::config::{self, AuthMode, HttpConfig, ServerConfig};
 use lambda_http::service_fn;
 
 /// The covid-xray HTTP service: POST /predict, GET /health and the upload page at GET /.
@@ -26,14 +27,38 @@ use lambda_http::service_fn;
     version,
     after_help = "Settings (environment): XRAY_HOST (default 127.0.0.1), PORT (default 3000), \
 XRAY_MAX_BODY_BYTES (default 6291456), XRAY_ALLOWED_BUCKETS, XRAY_MAX_OBJECT_BYTES \
-(default 20971520), XRAY_CORS_ALLOW_ORIGIN, XRAY_MODEL_PATH, RUST_LOG or AWS_LAMBDA_LOG_LEVEL, \
-AWS_LAMBDA_LOG_FORMAT=JSON. See README.md."
+(default 20971520), XRAY_CORS_ALLOW_ORIGIN, XRAY_MODEL_PATH, XRAY_AUTH (iam, jwt or none; \
+required on Lambda), XRAY_JWT_ISSUER, XRAY_JWT_AUDIENCE, XRAY_JWT_CLIENT_ID, XRAY_JWKS_FILE, \
+XRAY_METRICS (emf or off), RUST_LOG or AWS_LAMBDA_LOG_LEVEL, AWS_LAMBDA_LOG_FORMAT=JSON. \
+See README.md."
 )]
 struct Args {}
 
 fn main() -> ExitCode {
     Args::parse();
     config::run_binary("xray-http", run())
+}
+
+/// The local server's token check in `jwt` mode, from `XRAY_JWKS_FILE`, `XRAY_JWT_ISSUER`
+/// and `XRAY_JWT_AUDIENCE`: all three are needed, or the server does not start.
+fn local_jwt_verifier(http: &HttpConfig) -> Result<JwtVerifier, String> {
+    let missing =
+        |var: &str| format!("XRAY_AUTH=jwt off Lambda needs {var} (README: running locally)");
+    let path = http
+        .jwks_file
+        .as_ref()
+        .ok_or_else(|| missing("XRAY_JWKS_FILE"))?;
+    let issuer = http
+        .jwt_issuer
+        .as_deref()
+        .ok_or_else(|| missing("XRAY_JWT_ISSUER"))?;
+    if http.jwt_audiences.is_empty() {
+        return Err(missing("XRAY_JWT_AUDIENCE"));
+    }
+    let jwks = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read XRAY_JWKS_FILE {}: {e}", path.display()))?;
+    JwtVerifier::from_jwks(&jwks, issuer, &http.jwt_audiences)
+        .map_err(|e| format!("XRAY_JWKS_FILE {}: {e}", path.display()))
 }
 
 async fn run() -> Result<(), String> {
@@ -48,7 +73,12 @@ async fn run() -> Result<(), String> {
     };
     // Built once per process, before the runtime loop: warm invocations reuse it.
     let classifier = Classifier::from_env().map_err(|e| e.to_string())?;
-    let mut app = App::new(classifier, http.clone());
+    let metrics = covid_xray::metrics::Metrics::from_lookup(|v| std::env::var(v).ok(), on_lambda);
+    let mut app = App::new(classifier, http.clone()).with_metrics(metrics);
+    if http.auth == AuthMode::Jwt && !on_lambda {
+        // No API Gateway in front: check bearer tokens here, as its JWT authorizer would.
+        app = app.with_jwt_verifier(local_jwt_verifier(&http)?);
+    }
     if !http.allowed_buckets.is_empty() {
         // One S3 client per process, built at init, only where S3 references are allowed.
         app = app.with_store(Arc::new(covid_xray::s3::S3Store::from_env().await));

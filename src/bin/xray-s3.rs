@@ -49,6 +49,10 @@ async fn run() -> Result<(), String> {
             .into());
     }
     let classifier = Classifier::from_env().map_err(|e| e.to_string())?;
+    covid_xray::metrics::install(covid_xray::metrics::Metrics::from_lookup(
+        |v| std::env::var(v).ok(),
+        true,
+    ));
     let store = S3Store::from_env().await;
     let (classifier, store, config) = (&classifier, &store, &config);
     lambda_runtime::run(service_fn(

@@ -76,10 +76,13 @@ enum Command {
         /// each film's content box and the region the model input shows.
         #[arg(long, default_value = "model")]
         lungs: LungsArg,
-        /// Leave the films unequalised (whole films only): the path of models that
-        /// standardise each image themselves.
-        #[arg(long, conflicts_with = "lungs")]
+        /// Leave the films unequalised: the paths of models that standardise each image
+        /// themselves (whole films with `--lungs none`, the lung fields with a finder).
+        #[arg(long)]
         plain: bool,
+        /// The side of the model input, for `--plain` (the equalised paths read 192).
+        #[arg(long, default_value_t = preprocess::INPUT_SIZE, requires = "plain")]
+        size: u32,
     },
 }
 
@@ -97,7 +100,8 @@ fn main() -> ExitCode {
             crops,
             lungs,
             plain,
-        } => run_preprocess(&src, &out, crops, if plain { None } else { Some(lungs) }),
+            size,
+        } => run_preprocess(&src, &out, crops, lungs, plain.then_some(size)),
         Command::Info => run_info(),
         Command::Bench { iterations, files } => bench::run(iterations, &files),
     };
@@ -400,16 +404,25 @@ fn run_preprocess(
     src: &Path,
     out: &Path,
     crops: u32,
-    lungs: Option<LungsArg>,
+    lungs: LungsArg,
+    plain: Option<u32>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let Some(lungs) = lungs else {
-        return preprocess_with(src, out, crops, &Pipeline::Plain);
+    let finder = match lungs {
+        // The served model's own path, unless --plain asks for the unequalised one.
+        LungsArg::Model => match (Classifier::from_env()?.pipeline().clone(), plain) {
+            (served, None) => return preprocess_with(src, out, crops, &served),
+            (Pipeline::Lungs(f) | Pipeline::PlainLungs { finder: f, .. }, Some(_)) => Some(f),
+            (Pipeline::Whole | Pipeline::Plain { .. }, Some(_)) => None,
+        },
+        LungsArg::None => None,
+        LungsArg::File(path) => Some(LungFinder::from_onnx(&std::fs::read(&path)?)?),
+        LungsArg::Embedded => Some(LungFinder::from_onnx(EMBEDDED_LUNGS)?),
     };
-    let pipeline = match lungs {
-        LungsArg::Model => Classifier::from_env()?.pipeline().clone(),
-        LungsArg::None => Pipeline::Whole,
-        LungsArg::File(path) => Pipeline::Lungs(LungFinder::from_onnx(&std::fs::read(&path)?)?),
-        LungsArg::Embedded => Pipeline::Lungs(LungFinder::from_onnx(EMBEDDED_LUNGS)?),
+    let pipeline = match (finder, plain) {
+        (None, None) => Pipeline::Whole,
+        (Some(f), None) => Pipeline::Lungs(f),
+        (None, Some(size)) => Pipeline::Plain { size },
+        (Some(finder), Some(size)) => Pipeline::PlainLungs { finder, size },
     };
     preprocess_with(src, out, crops, &pipeline)
 }
@@ -471,7 +484,7 @@ fn preprocess_with(
     boxes.flush()?;
     let params = serde_json::json!({
         "version": pipeline.version(),
-        "input_size": preprocess::INPUT_SIZE,
+        "input_size": pipeline.input_size(),
         "mean": preprocess::MEAN,
         "std": preprocess::STD,
     });

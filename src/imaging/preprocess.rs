@@ -53,6 +53,13 @@ pub const LUNGS_PREPROCESS_VERSION: &str = "gray-trim-lungbox-resize-equalize-v2
 /// exposure and contrast do not reach it, while the shape of its histogram, which
 /// equalisation flattens, does.
 pub const PLAIN_PREPROCESS_VERSION: &str = "gray-trim-resize-v3";
+/// The lung fields without equalisation: as [`LUNGS_PREPROCESS_VERSION`] (the lung finder
+/// reads the equalised whole film), then the film cropped to the lung box is resized and
+/// not equalised, for networks that standardise each image themselves.
+pub const PLAIN_LUNGS_PREPROCESS_VERSION: &str = "gray-trim-lungbox-resize-v4";
+/// The input sides the unequalised paths accept from a model card; the equalised ones read
+/// [`INPUT_SIZE`] only.
+pub const PLAIN_INPUT_SIDES: std::ops::RangeInclusive<u32> = 64..=512;
 
 /// Bounds on what the decoder will accept. Checked from the header before decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,8 +354,15 @@ pub fn prepare_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayIma
 /// Step 5 alone for one region of a film: resized to the model input, not equalised (the
 /// path of [`PLAIN_PREPROCESS_VERSION`]).
 pub fn resize_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayImage {
+    resize_region_to(gray, region, INPUT_SIZE)
+}
+
+/// [`resize_region`] to a `side` x `side` square: the unequalised paths serve networks of
+/// other input sizes (the card's `input.size`).
+pub fn resize_region_to(gray: &GrayImage, region: (u32, u32, u32, u32), side: u32) -> GrayImage {
+    let side = side.max(1);
     let (x0, y0, w, h) = clamp_region(gray.dimensions(), region);
-    let k = shrink_factor(w, h);
+    let k = shrink_factor(w, h, side);
     let cropped = if k >= 2 {
         // Shrinking reads the content box in place: no copy of a multi-megapixel film.
         box_shrink(gray, (x0, y0, w, h), k)
@@ -356,17 +370,12 @@ pub fn resize_region(gray: &GrayImage, region: (u32, u32, u32, u32)) -> GrayImag
         image::imageops::crop_imm(gray, x0, y0, w, h).to_image()
     };
     let (cw, ch) = cropped.dimensions();
-    resize_triangle(cropped.as_raw(), cw, ch, INPUT_SIZE, INPUT_SIZE)
-        .and_then(|v| GrayImage::from_raw(INPUT_SIZE, INPUT_SIZE, v))
+    resize_triangle(cropped.as_raw(), cw, ch, side, side)
+        .and_then(|v| GrayImage::from_raw(side, side, v))
         .unwrap_or_else(|| {
             // Unreachable for a decoded image (never empty); the generic resize gives the
             // same bytes anyway.
-            image::imageops::resize(
-                &cropped,
-                INPUT_SIZE,
-                INPUT_SIZE,
-                image::imageops::FilterType::Triangle,
-            )
+            image::imageops::resize(&cropped, side, side, image::imageops::FilterType::Triangle)
         })
 }
 
@@ -385,8 +394,8 @@ pub fn equalized(img: &GrayImage) -> GrayImage {
 /// the triangle filter then still antialiases the last factor of two or more. Images up to
 /// 4x the input on their short side (every film of the training pool, at most 512 px) are
 /// untouched, so the model saw exactly this path in training.
-fn shrink_factor(w: u32, h: u32) -> u32 {
-    (w.min(h) / (2 * INPUT_SIZE)).clamp(1, MAX_SHRINK)
+fn shrink_factor(w: u32, h: u32, side: u32) -> u32 {
+    (w.min(h) / (2 * side)).clamp(1, MAX_SHRINK)
 }
 
 /// The largest box-shrink factor: `257 * 255 = u16::MAX`. Default [`Limits`] keep `k` under
@@ -655,10 +664,10 @@ mod tests {
 
     #[test]
     fn pool_sized_films_are_not_box_shrunk() {
-        assert_eq!(shrink_factor(512, 512), 1);
-        assert_eq!(shrink_factor(767, 2000), 1);
-        assert_eq!(shrink_factor(1600, 1800), 4);
-        assert_eq!(shrink_factor(200_000, 200_000), MAX_SHRINK);
+        assert_eq!(shrink_factor(512, 512, INPUT_SIZE), 1);
+        assert_eq!(shrink_factor(767, 2000, INPUT_SIZE), 1);
+        assert_eq!(shrink_factor(1600, 1800, INPUT_SIZE), 4);
+        assert_eq!(shrink_factor(200_000, 200_000, INPUT_SIZE), MAX_SHRINK);
         assert_eq!(u32::from(u16::MAX), MAX_SHRINK * 255);
     }
 

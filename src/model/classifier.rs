@@ -1,8 +1,10 @@
 //! The [`Classifier`]: the ONNX CNN turned into a tract plan once, then shared by every call.
 //!
 //! The model file is embedded in the binary (`include_bytes!`), because SAM's Rust builder
-//! deploys the `bootstrap` binary alone. `XRAY_MODEL_PATH` points at another file instead; a
-//! `model.json` beside that file, when present, supplies its card.
+//! deploys the `bootstrap` binary alone. `XRAY_MODEL_PATH` points at another model instead:
+//! a folder holding `model.json` and the ONNX file it names (a candidate of
+//! `model/candidates/`), or an ONNX file with its `model.json` beside it. A model on disk
+//! never borrows the embedded card: without its own, it does not load.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -187,23 +189,40 @@ impl Classifier {
         Classifier::from_parts(EMBEDDED_MODEL, EMBEDDED_CARD, Some(EMBEDDED_LUNGS))
     }
 
-    /// A model file on disk, with the `model.json` beside it or, failing that, the embedded
-    /// card. Its lung finder is `lungs` when given, else the `lungs.onnx` beside it, else the
-    /// embedded one.
+    /// A model on disk: a folder with `model.json` and the ONNX file its `file` names, or an
+    /// ONNX file with `model.json` beside it. Its lung finder is `lungs` when given, else the
+    /// `lungs.onnx` beside it, else the embedded one.
+    ///
+    /// A missing or unreadable card, or one that does not fit the ONNX file, is an error that
+    /// names the file: a candidate served under the embedded card's threshold and
+    /// preprocessing would answer plausibly and wrongly.
     pub fn from_path(path: &std::path::Path, lungs: Option<&[u8]>) -> Result<Classifier, Error> {
-        let bytes = read(path)?;
-        let dir = path.parent();
-        let card = dir
-            .map(|d| d.join("model.json"))
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_else(|| EMBEDDED_CARD.to_string());
-        let beside = dir
-            .map(|d| d.join("lungs.onnx"))
+        let (dir, onnx_path, card) = if path.is_dir() {
+            let card_path = path.join("model.json");
+            let card = read_card(&card_path)?;
+            let file = serde_json::from_str::<serde_json::Value>(&card)
+                .ok()
+                .and_then(|v| v.get("file")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| "xray.onnx".to_string());
+            (path.to_path_buf(), path.join(file), card)
+        } else {
+            let dir = path.parent().map_or_else(
+                || std::path::PathBuf::from("."),
+                std::path::Path::to_path_buf,
+            );
+            let card = read_card(&dir.join("model.json"))?;
+            (dir, path.to_path_buf(), card)
+        };
+        let bytes = read(&onnx_path)?;
+        let beside = Some(dir.join("lungs.onnx"))
             .filter(|p| p.exists())
             .map(|p| read(&p))
             .transpose()?;
         let lungs = lungs.or(beside.as_deref()).unwrap_or(EMBEDDED_LUNGS);
-        Classifier::from_parts(&bytes, &card, Some(lungs))
+        Classifier::from_parts(&bytes, &card, Some(lungs)).map_err(|e| match e {
+            Error::Model(m) => Error::Model(format!("{}: {m}", onnx_path.display())),
+            other => other,
+        })
     }
 
     /// Builds the tract plans from ONNX bytes, a card and, for a model trained on the lung
@@ -215,30 +234,47 @@ impl Classifier {
     ) -> Result<Classifier, Error> {
         let card: Card = serde_json::from_str(card_json)
             .map_err(|e| Error::Model(format!("model card: {e}")))?;
-        let pipeline = match (card.input.preprocess.as_str(), lungs) {
-            (v, _) if v == preprocess::PREPROCESS_VERSION => Pipeline::Whole,
-            (v, _) if v == preprocess::PLAIN_PREPROCESS_VERSION => Pipeline::Plain,
-            (v, Some(lungs)) if v == preprocess::LUNGS_PREPROCESS_VERSION => {
-                Pipeline::Lungs(LungFinder::from_onnx(lungs)?)
+        let size = card.input.size;
+        let plain_size = || {
+            if preprocess::PLAIN_INPUT_SIDES.contains(&size) {
+                Ok(size)
+            } else {
+                Err(Error::Model(format!(
+                    "the card's input size {size} is outside {:?}",
+                    preprocess::PLAIN_INPUT_SIDES
+                )))
             }
-            (v, None) if v == preprocess::LUNGS_PREPROCESS_VERSION => {
-                return Err(Error::Model(
-                    "the model reads the lung fields, and no lung finder was given".into(),
-                ));
-            }
-            (v, _) => {
+        };
+        let finder = || match lungs {
+            Some(lungs) => LungFinder::from_onnx(lungs),
+            None => Err(Error::Model(
+                "the model reads the lung fields, and no lung finder was given".into(),
+            )),
+        };
+        let pipeline = match card.input.preprocess.as_str() {
+            v if v == preprocess::PREPROCESS_VERSION => Pipeline::Whole,
+            v if v == preprocess::LUNGS_PREPROCESS_VERSION => Pipeline::Lungs(finder()?),
+            v if v == preprocess::PLAIN_PREPROCESS_VERSION => Pipeline::Plain {
+                size: plain_size()?,
+            },
+            v if v == preprocess::PLAIN_LUNGS_PREPROCESS_VERSION => Pipeline::PlainLungs {
+                finder: finder()?,
+                size: plain_size()?,
+            },
+            v => {
                 return Err(Error::Model(format!(
-                    "the model expects input from '{v}'; this build makes '{}', '{}' or '{}'",
+                    "the model expects input from '{v}'; this build makes '{}', '{}', '{}' or '{}'",
                     preprocess::PREPROCESS_VERSION,
                     preprocess::LUNGS_PREPROCESS_VERSION,
-                    preprocess::PLAIN_PREPROCESS_VERSION
+                    preprocess::PLAIN_PREPROCESS_VERSION,
+                    preprocess::PLAIN_LUNGS_PREPROCESS_VERSION
                 )));
             }
         };
-        if card.input.size != INPUT_SIZE {
+        if pipeline.input_size() != size {
             return Err(Error::Model(format!(
-                "the model expects {}x{} input, this build makes {INPUT_SIZE}x{INPUT_SIZE}",
-                card.input.size, card.input.size
+                "the card names {size}x{size} input; '{}' makes {INPUT_SIZE}x{INPUT_SIZE}",
+                card.input.preprocess
             )));
         }
         if card.labels != ["covid", "normal"] {
@@ -254,8 +290,9 @@ impl Classifier {
         let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut std::io::Cursor::new(onnx))
             .map_err(model_err)?;
+        check_onnx_fits_card(&proto, &card)?;
         let cam = CamHead::of(&proto);
-        let plan = runnable_plan_of(&proto, cam.as_ref().map(|c| c.features.as_str()))
+        let plan = runnable_plan_of(&proto, size, cam.as_ref().map(|c| c.features.as_str()))
             .map_err(model_err)?;
         PLANS_BUILT.fetch_add(1, Ordering::SeqCst);
         let chest = ChestCheck::embedded()?;
@@ -329,15 +366,8 @@ impl Classifier {
     /// not a frontal chest X-ray.
     pub fn prepare_checked(&self, bytes: &[u8]) -> Result<Prepared, Error> {
         let prepared = self.prepare(bytes)?;
-        // The check reads the whole film equalised: what the whole-film and lung-field paths
-        // made already, and what the plain path leaves to the network.
-        match self.inner.pipeline {
-            Pipeline::Plain => self
-                .inner
-                .chest
-                .check(&preprocess::equalized(&prepared.whole))?,
-            _ => self.inner.chest.check(&prepared.whole)?,
-        };
+        // Every path prepares the whole film equalised at the check's size.
+        self.inner.chest.check(&prepared.whole)?;
         Ok(prepared)
     }
 
@@ -428,8 +458,9 @@ impl Classifier {
 
     /// P(covid), and the feature grid when the plan outputs it.
     fn run(&self, prepared: &image::GrayImage) -> Result<(f32, Option<TValue>), Error> {
-        let side = INPUT_SIZE as usize;
-        if prepared.dimensions() != (INPUT_SIZE, INPUT_SIZE) {
+        let size = self.inner.pipeline.input_size();
+        let side = size as usize;
+        if prepared.dimensions() != (size, size) {
             return Err(Error::Model(format!(
                 "prepared image is {:?}, expected {side}x{side}",
                 prepared.dimensions()
@@ -460,6 +491,62 @@ impl Classifier {
     }
 }
 
+/// The card of a model on disk, or an error naming the file.
+fn read_card(path: &std::path::Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::Model(format!(
+            "cannot read the model card {}: {e} (a model on disk needs its own model.json)",
+            path.display()
+        ))
+    })
+}
+
+/// The ONNX file's input is `[1, 1, size, size]` for the card's size, and the preprocessing
+/// and size its metadata names (training writes `preprocess` and `input_size`) are the
+/// card's. Files without that metadata (models before 5.0.0) are checked by shape alone.
+fn check_onnx_fits_card(proto: &tract_onnx::pb::ModelProto, card: &Card) -> Result<(), Error> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+    use tract_onnx::pb::type_proto::Value as Type;
+    let size = card.input.size;
+    let dims: Option<Vec<i64>> = proto
+        .graph
+        .as_ref()
+        .and_then(|g| g.input.first())
+        .and_then(|i| i.r#type.as_ref()?.value.as_ref())
+        .and_then(|Type::TensorType(t)| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match d.value {
+                    Some(Dim::DimValue(v)) => v,
+                    _ => -1,
+                })
+                .collect()
+        });
+    let expected = [1, 1, i64::from(size), i64::from(size)];
+    if let Some(dims) = dims.filter(|d| d.iter().all(|&v| v > 0)) {
+        if dims != expected {
+            return Err(Error::Model(format!(
+                "the network reads {dims:?}; its card names {size}x{size} input"
+            )));
+        }
+    }
+    for entry in &proto.metadata_props {
+        let stated = match entry.key.as_str() {
+            "preprocess" => card.input.preprocess.clone(),
+            "input_size" => size.to_string(),
+            _ => continue,
+        };
+        if entry.value != stated {
+            return Err(Error::Model(format!(
+                "the network was trained on {} '{}'; its card says '{stated}'",
+                entry.key, entry.value
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))
 }
@@ -468,23 +555,24 @@ fn model_err(e: impl std::fmt::Display) -> Error {
     Error::Model(e.to_string())
 }
 
-/// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the classifier,
-/// the lung finder and the chest check are all built this way.
+/// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the lung finder
+/// and the chest check are built this way, the classifier at its card's size.
 ///
 /// `features` names an inner tensor to output second (the classifier's last feature grid,
 /// which class activation mapping reads): it is computed for the first output anyway, so a
 /// plain classification costs no more for it.
 pub(crate) fn runnable_plan(onnx: &[u8], features: Option<&str>) -> TractResult<Plan> {
     let proto = tract_onnx::onnx().proto_model_for_read(&mut std::io::Cursor::new(onnx))?;
-    runnable_plan_of(&proto, features)
+    runnable_plan_of(&proto, INPUT_SIZE, features)
 }
 
 /// [`runnable_plan`] of a parsed model.
 fn runnable_plan_of(
     proto: &tract_onnx::pb::ModelProto,
+    side: u32,
     features: Option<&str>,
 ) -> TractResult<Plan> {
-    let side = INPUT_SIZE as usize;
+    let side = side as usize;
     tract_onnx::onnx()
         .model_for_proto_model(proto)
         .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, side, side]).into()))

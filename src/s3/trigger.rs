@@ -274,6 +274,16 @@ pub(crate) async fn classify_to_result(
                     let label = p.label.as_str();
                     let p_covid = p.probabilities.covid;
                     let answer = Answer::new(p, started.elapsed().as_secs_f64() * 1e3);
+                    crate::metrics::process().prediction(
+                        "s3",
+                        &classifier.info().version,
+                        label,
+                        crate::metrics::Timing {
+                            decode: answer.timing_ms.decode,
+                            inference: answer.timing_ms.inference,
+                            total: answer.timing_ms.total,
+                        },
+                    );
                     let classified = Outcome::Classified {
                         result_key: result_key.clone(),
                         label,
@@ -317,6 +327,7 @@ pub(crate) async fn classify_to_result(
             "classified object"
         ),
         Outcome::Rejected { code, .. } => {
+            crate::metrics::process().refusal("s3", &classifier.info().version, code);
             tracing::info!(request_id, key = redact(&key), code, "rejected object")
         }
         Outcome::Ignored => {}
