@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::error::Refusal;
 use crate::model::{Heatmap, ModelInfo, Prediction};
-use crate::s3::store::StoreError;
 
 /// Body of `POST /predict` when it is JSON. Exactly one of `image` and `s3` must be set.
 #[derive(Debug, Deserialize)]
@@ -316,23 +316,11 @@ impl From<Error> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    /// One mapping for the HTTP API and the trigger's error results.
-    fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::NotFound => ApiError::new(404, "s3_object_not_found", "no such S3 object"),
-            StoreError::AccessDenied => {
-                ApiError::new(403, "s3_access_denied", "S3 denied access to the object")
-            }
-            e @ StoreError::TooLarge { .. } => {
-                ApiError::new(413, "s3_object_too_large", e.to_string())
-            }
-            StoreError::Transient(m) => ApiError::new(
-                503,
-                "s3_unavailable",
-                format!("S3 could not be read, try again: {m}"),
-            ),
-        }
+impl From<Refusal> for ApiError {
+    /// An answer another layer worded: the S3 side maps its own errors
+    /// (`StoreError::refusal` in `s3::store`), so the contract names none of its types.
+    fn from(r: Refusal) -> ApiError {
+        ApiError::new(r.status, r.code, r.message)
     }
 }
 

@@ -86,3 +86,15 @@ impl Error {
         }
     }
 }
+
+/// A status, a stable code and a message: how a layer below the contract says what its
+/// error answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}

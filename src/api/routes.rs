@@ -349,7 +349,7 @@ impl App {
             .get(bucket, key, None, self.config.max_object_bytes)
             .await
             .map(|(bytes, _meta)| bytes)
-            .map_err(ApiError::from)
+            .map_err(|e| ApiError::from(e.refusal()))
     }
 
     fn add_common_headers(&self, response: &mut Response<Body>, request_id: &str) {

@@ -36,7 +36,7 @@ use dicom_pixeldata::{
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::GrayImage;
 
-use super::preprocess::Limits;
+use super::limits::{Limits, check_dimensions};
 use crate::error::Error;
 
 /// Bytes before the `DICM` marker.
@@ -283,7 +283,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
     let rows = number(tags::ROWS).unwrap_or(0);
     let cols = number(tags::COLUMNS).unwrap_or(0);
     let side = |v: i64| u32::try_from(v).unwrap_or(0);
-    super::preprocess::check_dimensions(side(cols), side(rows), limits)?;
+    check_dimensions(side(cols), side(rows), limits)?;
     let samples = number(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if samples != 1 && samples != 3 {
         return Err(Error::Corrupt(format!(

@@ -2,7 +2,9 @@
 //! dicom-rs), the one preprocessing path shared by serving and training, and its resize.
 
 pub mod dicom;
+pub mod limits;
 pub mod preprocess;
 mod resize;
 
-pub use preprocess::{InputWarning, Limits};
+pub use limits::Limits;
+pub use preprocess::InputWarning;

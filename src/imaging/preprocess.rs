@@ -27,6 +27,8 @@ use std::io::Cursor;
 
 use image::{DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageFormat, ImageReader};
 
+pub use super::limits::Limits;
+use super::limits::check_dimensions;
 use super::resize::resize_triangle;
 use crate::error::Error;
 
@@ -60,39 +62,6 @@ pub const PLAIN_LUNGS_PREPROCESS_VERSION: &str = "gray-trim-lungbox-resize-v4";
 /// The input sides the unequalised paths accept from a model card; the equalised ones read
 /// [`INPUT_SIZE`] only.
 pub const PLAIN_INPUT_SIDES: std::ops::RangeInclusive<u32> = 64..=512;
-
-/// Bounds on what the decoder will accept. Checked from the header before decoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest encoded input, in bytes.
-    pub max_bytes: usize,
-    /// Largest width or height, in pixels.
-    pub max_side: u32,
-    /// Largest width x height, in pixels.
-    pub max_pixels: u64,
-}
-
-impl Default for Limits {
-    /// 20 MB of input, 12,000 px a side, 50 megapixels: a 16-bit 7000x7000 film fits, and the
-    /// decoder's buffer stays under about 200 MB (16-bit RGBA at 50 Mpx would be 400 MB, so
-    /// the allocation cap below refuses that rather than allocate it).
-    fn default() -> Self {
-        Limits {
-            max_bytes: 20 * 1024 * 1024,
-            max_side: 12_000,
-            max_pixels: 50_000_000,
-        }
-    }
-}
-
-impl Limits {
-    /// Largest buffer the decoder may allocate.
-    fn max_alloc(&self) -> u64 {
-        // Two bytes per sample covers 16-bit gray and 8-bit gray+alpha at full size; wider
-        // pixel formats must be proportionally smaller.
-        self.max_pixels.saturating_mul(4)
-    }
-}
 
 /// Below this many pixels on its shorter side an image gets [`InputWarning::Small`]: the
 /// model input is [`INPUT_SIZE`] px, and every film of the training pool has at least 156.
@@ -316,25 +285,6 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.no_limits();
     reader.into_dimensions().ok()
-}
-
-pub(crate) fn check_dimensions(w: u32, h: u32, limits: &Limits) -> Result<(), Error> {
-    if w == 0 || h == 0 {
-        return Err(Error::Corrupt(format!(
-            "image has a zero dimension ({w}x{h})"
-        )));
-    }
-    let pixels = u64::from(w) * u64::from(h);
-    if w > limits.max_side || h > limits.max_side || pixels > limits.max_pixels {
-        return Err(Error::TooLarge {
-            what: "image dimensions",
-            detail: format!(
-                "{w}x{h}, limits {} px a side and {} pixels",
-                limits.max_side, limits.max_pixels
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// Steps 4 to 6: trims uniform borders, resizes to the model input and equalises.

@@ -71,7 +71,7 @@ impl ChestCheck {
                 card.input.preprocess, card.input.size
             )));
         }
-        let plan = super::classifier::runnable_plan(onnx, None)
+        let plan = super::plan::runnable_plan(onnx, None)
             .map_err(|e| Error::Model(format!("chest check: {e}")))?;
         Ok(ChestCheck {
             plan,

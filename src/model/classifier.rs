@@ -19,6 +19,7 @@ use super::chest::ChestCheck;
 
 use super::lungs::LungFinder;
 use super::pipeline::{Pipeline, Prepared};
+use super::plan::{Plan, runnable_plan_of};
 use crate::error::Error;
 use crate::imaging::preprocess::{self, INPUT_SIZE, InputWarning, Limits};
 
@@ -128,8 +129,6 @@ pub struct InputSpec {
     /// Preprocessing version the model was trained with.
     pub preprocess: String,
 }
-
-type Plan = Arc<TypedSimplePlan>;
 
 /// A loaded model, cheap to clone, `Send + Sync`: build it once per process and share it.
 #[derive(Clone)]
@@ -524,12 +523,12 @@ fn check_onnx_fits_card(proto: &tract_onnx::pb::ModelProto, card: &Card) -> Resu
                 .collect()
         });
     let expected = [1, 1, i64::from(size), i64::from(size)];
-    if let Some(dims) = dims.filter(|d| d.iter().all(|&v| v > 0)) {
-        if dims != expected {
-            return Err(Error::Model(format!(
-                "the network reads {dims:?}; its card names {size}x{size} input"
-            )));
-        }
+    if let Some(dims) = dims.filter(|d| d.iter().all(|&v| v > 0))
+        && dims != expected
+    {
+        return Err(Error::Model(format!(
+            "the network reads {dims:?}; its card names {size}x{size} input"
+        )));
     }
     for entry in &proto.metadata_props {
         let stated = match entry.key.as_str() {
@@ -553,43 +552,6 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 
 fn model_err(e: impl std::fmt::Display) -> Error {
     Error::Model(e.to_string())
-}
-
-/// An ONNX network of one [1, 1, 192, 192] input as an optimised tract plan: the lung finder
-/// and the chest check are built this way, the classifier at its card's size.
-///
-/// `features` names an inner tensor to output second (the classifier's last feature grid,
-/// which class activation mapping reads): it is computed for the first output anyway, so a
-/// plain classification costs no more for it.
-pub(crate) fn runnable_plan(onnx: &[u8], features: Option<&str>) -> TractResult<Plan> {
-    let proto = tract_onnx::onnx().proto_model_for_read(&mut std::io::Cursor::new(onnx))?;
-    runnable_plan_of(&proto, INPUT_SIZE, features)
-}
-
-/// [`runnable_plan`] of a parsed model.
-fn runnable_plan_of(
-    proto: &tract_onnx::pb::ModelProto,
-    side: u32,
-    features: Option<&str>,
-) -> TractResult<Plan> {
-    let side = side as usize;
-    tract_onnx::onnx()
-        .model_for_proto_model(proto)
-        .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, side, side]).into()))
-        .and_then(|mut m| {
-            if let Some(name) = features {
-                let outlet = m
-                    .find_outlet_label(name)
-                    .ok_or_else(|| TractError::msg(format!("no tensor '{name}' in the model")))?;
-                let mut outputs = m.output_outlets()?.to_vec();
-                outputs.truncate(1);
-                outputs.push(outlet);
-                m.select_output_outlets(&outputs)?;
-            }
-            Ok(m)
-        })
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
 }
 
 #[cfg(test)]

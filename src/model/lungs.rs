@@ -136,7 +136,7 @@ impl std::fmt::Debug for LungFinder {
 impl LungFinder {
     /// Builds the plan from the finder's ONNX bytes.
     pub fn from_onnx(onnx: &[u8]) -> Result<LungFinder, Error> {
-        let plan = super::classifier::runnable_plan(onnx, None)
+        let plan = super::plan::runnable_plan(onnx, None)
             .map_err(|e| Error::Model(format!("lung finder: {e}")))?;
         Ok(LungFinder { plan })
     }

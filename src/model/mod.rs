@@ -7,6 +7,7 @@ pub mod chest;
 mod classifier;
 pub mod lungs;
 pub mod pipeline;
+mod plan;
 
 pub use cam::Heatmap;
 pub use classifier::{

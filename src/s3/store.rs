@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::error::Refusal;
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -29,6 +31,32 @@ pub enum StoreError {
     /// The store failed or could not be reached; worth retrying.
     #[error("the object store failed: {0}")]
     Transient(String),
+}
+
+impl StoreError {
+    /// What this error answers with, in the HTTP API and in the trigger's error results
+    /// alike: the S3 side words its own errors, and the contract takes the words.
+    pub fn refusal(&self) -> Refusal {
+        let (status, code, message) = match self {
+            StoreError::NotFound => (404, "s3_object_not_found", "no such S3 object".to_string()),
+            StoreError::AccessDenied => (
+                403,
+                "s3_access_denied",
+                "S3 denied access to the object".to_string(),
+            ),
+            e @ StoreError::TooLarge { .. } => (413, "s3_object_too_large", e.to_string()),
+            StoreError::Transient(m) => (
+                503,
+                "s3_unavailable",
+                format!("S3 could not be read, try again: {m}"),
+            ),
+        };
+        Refusal {
+            status,
+            code,
+            message,
+        }
+    }
 }
 
 /// What the store says about an object besides its bytes.

@@ -295,7 +295,7 @@ pub(crate) async fn classify_to_result(
                 Err(e) => (rejected(ApiError::from(e)), meta),
             }
         }
-        Err(e) if final_read(&e) => (rejected(ApiError::from(e)), ObjectMeta::default()),
+        Err(e) if final_read(&e) => (rejected(ApiError::from(e.refusal())), ObjectMeta::default()),
         Err(e) => {
             return Err(RecordError::Read {
                 key: redact(&key),
