@@ -61,6 +61,61 @@ fn signed_and_token_calls_pass_and_anonymous_ones_get_401() {
     }
 }
 
+/// An event of events/ with its body replaced.
+fn event_with_body(name: &str, body: &str) -> lambda_http::Request {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(name);
+    let mut raw: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("event")).expect("JSON");
+    raw["body"] = body.into();
+    raw["isBase64Encoded"] = false.into();
+    lambda_http::request::from_str(&raw.to_string()).expect("event")
+}
+
+#[test]
+fn open_modes_answer_anonymous_calls() {
+    for mode in [AuthMode::None, AuthMode::Local] {
+        let (status, body) = common::respond(&app(mode), event("apigw-json-base64.json"));
+        assert_eq!(status, 200, "{mode:?}: {body}");
+    }
+}
+
+#[test]
+fn an_s3_reference_in_each_mode() {
+    let s3 = r#"{"s3": {"bucket": "covid-xray-uploads", "key": "uploads/a.jpg"}}"#;
+    // With the authorizer's identity, iam and jwt modes pass the call on to the store (none
+    // is configured here: 503), as the local mode does.
+    for (mode, signed) in [
+        (AuthMode::Iam, "apigw-iam-signed.json"),
+        (AuthMode::Jwt, "apigw-jwt.json"),
+        (AuthMode::Local, "apigw-json-base64.json"),
+    ] {
+        let (status, body) = common::respond(&app(mode), event_with_body(signed, s3));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("s3_unavailable")),
+            "{mode:?}: {body}"
+        );
+    }
+    for mode in [AuthMode::Iam, AuthMode::Jwt] {
+        let (status, body) =
+            common::respond(&app(mode), event_with_body("apigw-json-base64.json", s3));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthenticated"))
+        );
+    }
+    let (status, body) = common::respond(
+        &app(AuthMode::None),
+        event_with_body("apigw-iam-signed.json", s3),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("s3_refused_public"))
+    );
+}
+
 #[test]
 fn an_s3_reference_needs_an_identity_and_a_public_demo_reads_none() {
     // An anonymous S3 reference never reaches the store in iam mode.

@@ -55,17 +55,17 @@ for step in "${steps[@]}"; do
     plain-lungs) candidate plain-lungs build/pre-plain-lungs plain --plain --lungs model/lungs.onnx --crops 4 ;;
     # The plain CNN probe's own network and input size (224 px), in this pipeline.
     plain-probe) candidate plain-probe build/pre-plain-224 plain-probe --plain --lungs none --size 224 --crops 4 ;;
-    # The plain recipe from three seeds (3, the shipped one, and 4 and 5), joined into one
-    # network whose logits are the members' mean (train.py --ensemble).
+    # The plain recipe from two seeds (3, the shipped one, and 4), joined into one network
+    # whose logits are the members' mean (train.py --ensemble).
     plain-ensemble)
       [ -f build/candidates/plain/weights.pt ] ||
         "$PY" training/train.py --data "$DATA" --pre build/pre-plain --out build/candidates/plain --recipe plain
-      for seed in 4 5; do
+      for seed in 4; do
         [ -f "build/candidates/plain-s$seed/weights.pt" ] ||
           "$PY" training/train.py --data "$DATA" --pre build/pre-plain --out "build/candidates/plain-s$seed" --recipe plain --seed "$seed"
       done
       "$PY" training/train.py --data "$DATA" --pre build/pre-plain --out build/candidates/plain-ensemble --recipe plain \
-        --ensemble build/candidates/plain build/candidates/plain-s4 build/candidates/plain-s5
+        --ensemble build/candidates/plain build/candidates/plain-s4
       publish plain-ensemble build/pre-plain
       ;;
     # The plain recipe with console processing and CLAHE on half the films, not equalised again.
