@@ -1091,7 +1091,14 @@ masks: OpenIST's hand-drawn masks and lungVAE (Selvan et al. 2020) masks of ieee
         from chest_check import card_section
 
         text += "\n" + card_section(json.load(open(chest)))
-    open(os.path.join(out, "README.md"), "w").write(text)
+    # The candidates' table (training/compare.py) stays until compare.py writes it again.
+    readme = os.path.join(out, "README.md")
+    begin, end = "<!-- candidates:begin -->", "<!-- candidates:end -->"
+    if os.path.exists(readme):
+        old = open(readme).read()
+        if begin in old and end in old:
+            text = text.rstrip("\n") + "\n\n## Candidates\n\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    open(readme, "w").write(text)
 
 
 if __name__ == "__main__":
