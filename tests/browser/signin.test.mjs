@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash, createPrivateKey, randomBytes, sign } from "node:crypto";
 import { createServer } from "node:http";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -34,16 +35,21 @@ function idToken(sub) {
   return `${head}.${body}.${b64url(sign("sha256", Buffer.from(`${head}.${body}`), key))}`;
 }
 
-// A minimal OpenID provider: discovery, an authorize endpoint that signs the user in at once
-// (checking the PKCE method), and a token endpoint that checks the verifier against the
-// challenge before it issues an ID token.
+// A minimal OpenID provider: discovery, its JWKS, an authorize endpoint that signs the user
+// in at once (checking the PKCE method), and a token endpoint that checks the verifier against
+// the challenge before it issues an ID token. The server under test is given the same JWKS,
+// saved to a file (XRAY_JWKS_FILE), as an operator saves the issuer's jwks_uri.
 function startIssuer() {
   idp = createServer((req, res) => {
     const url = new URL(req.url, issuer);
     res.setHeader("access-control-allow-origin", "*");
     if (url.pathname === "/.well-known/openid-configuration") {
       res.setHeader("content-type", "application/json");
-      return res.end(JSON.stringify({ issuer, authorization_endpoint: `${issuer}/authorize`, token_endpoint: `${issuer}/token` }));
+      return res.end(JSON.stringify({ issuer, authorization_endpoint: `${issuer}/authorize`, token_endpoint: `${issuer}/token`, jwks_uri: `${issuer}/jwks` }));
+    }
+    if (url.pathname === "/jwks") {
+      res.setHeader("content-type", "application/json");
+      return res.end(readFileSync(path.join(root, "tests/fixtures/jwt/jwks.json")));
     }
     if (url.pathname === "/authorize") {
       seen.authorize++;
@@ -112,9 +118,13 @@ after(async () => {
 });
 
 test("JWT mode: 401 without a token, then Sign in (code + PKCE) and the film is classified", async () => {
+  // The operator's step: save the issuer's jwks_uri document for the local server.
+  const oidc = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
+  const jwksFile = path.join(tmpdir(), `xray-jwks-${process.pid}.json`);
+  writeFileSync(jwksFile, await (await fetch(oidc.jwks_uri)).text());
   const base = await startServer({
     XRAY_AUTH: "jwt", XRAY_JWT_ISSUER: issuer, XRAY_JWT_AUDIENCE: CLIENT, XRAY_JWT_CLIENT_ID: CLIENT,
-    XRAY_JWKS_FILE: path.join(root, "tests/fixtures/jwt/jwks.json"),
+    XRAY_JWKS_FILE: jwksFile,
   });
   const name = Object.keys(expected).find((k) => expected[k].label === "covid");
   const page = await browser.newPage();
