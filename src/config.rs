@@ -64,6 +64,19 @@ fn present(get: &impl Fn(&str) -> Option<String>, var: &str) -> Option<String> {
     get(var).filter(|v| !v.trim().is_empty())
 }
 
+/// A comma-separated variable as its non-empty, trimmed items; empty when unset.
+fn list(get: &impl Fn(&str) -> Option<String>, var: &str) -> Vec<String> {
+    present(get, var)
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Parses a variable with `FromStr`, or returns `default` when it is unset.
 fn parsed<T: std::str::FromStr>(
     get: &impl Fn(&str) -> Option<String>,
@@ -210,27 +223,11 @@ impl HttpConfig {
         Ok(HttpConfig {
             cors_allow_origin: present(&get, "XRAY_CORS_ALLOW_ORIGIN"),
             max_body_bytes: bytes(&get, "XRAY_MAX_BODY_BYTES", d.max_body_bytes)?,
-            allowed_buckets: present(&get, "XRAY_ALLOWED_BUCKETS")
-                .map(|s| {
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|b| !b.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            allowed_buckets: list(&get, "XRAY_ALLOWED_BUCKETS"),
             max_object_bytes: bytes(&get, "XRAY_MAX_OBJECT_BYTES", d.max_object_bytes)?,
             auth: AuthMode::from_lookup(&get, get("AWS_LAMBDA_RUNTIME_API").is_some())?,
             jwt_issuer: present(&get, "XRAY_JWT_ISSUER"),
-            jwt_audiences: present(&get, "XRAY_JWT_AUDIENCE")
-                .map(|s| {
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|a| !a.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            jwt_audiences: list(&get, "XRAY_JWT_AUDIENCE"),
             jwt_client_id: present(&get, "XRAY_JWT_CLIENT_ID"),
             jwks_file: present(&get, "XRAY_JWKS_FILE").map(PathBuf::from),
         })

@@ -99,57 +99,64 @@ impl Metrics {
 
     /// One prediction: its label, and where its time went.
     pub fn prediction(&self, function: &str, model_version: &str, label: &str, ms: Timing) {
-        if matches!(self, Metrics::Off) {
-            return;
-        }
-        let line = json!({
-            "_aws": {
-                "Timestamp": now_ms(),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Function", "ModelVersion", "Label"], ["Function", "ModelVersion"]],
-                    "Metrics": [
-                        {"Name": "Predictions", "Unit": "Count"},
-                        {"Name": "DecodeMs", "Unit": "Milliseconds"},
-                        {"Name": "InferenceMs", "Unit": "Milliseconds"},
-                        {"Name": "TotalMs", "Unit": "Milliseconds"},
-                    ],
-                }],
-            },
-            "Function": function,
-            "ModelVersion": model_version,
-            "Label": label,
-            "Predictions": 1,
-            "DecodeMs": round(ms.decode),
-            "InferenceMs": round(ms.inference),
-            "TotalMs": round(ms.total),
-        });
-        self.emit(line);
+        self.emit(
+            function,
+            model_version,
+            ("Label", label),
+            &[
+                ("Predictions", "Count", json!(1)),
+                ("DecodeMs", "Milliseconds", json!(round(ms.decode))),
+                ("InferenceMs", "Milliseconds", json!(round(ms.inference))),
+                ("TotalMs", "Milliseconds", json!(round(ms.total))),
+            ],
+        );
     }
 
     /// One refusal, by the stable error code its answer carries.
     pub fn refusal(&self, function: &str, model_version: &str, code: &str) {
+        self.emit(
+            function,
+            model_version,
+            ("Code", code),
+            &[("Refusals", "Count", json!(1))],
+        );
+    }
+
+    /// One EMF line: `metrics` (name, unit, value) by `Function` and `ModelVersion`, and by
+    /// those and the one extra dimension `(name, value)` as well.
+    fn emit(
+        &self,
+        function: &str,
+        model_version: &str,
+        (dimension, value): (&str, &str),
+        metrics: &[(&str, &str, Value)],
+    ) {
         if matches!(self, Metrics::Off) {
             return;
         }
-        let line = json!({
+        let mut line = json!({
             "_aws": {
                 "Timestamp": now_ms(),
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [["Function", "ModelVersion", "Code"], ["Function", "ModelVersion"]],
-                    "Metrics": [{"Name": "Refusals", "Unit": "Count"}],
+                    "Dimensions": [["Function", "ModelVersion", dimension], ["Function", "ModelVersion"]],
+                    "Metrics": metrics
+                        .iter()
+                        .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
+                        .collect::<Vec<_>>(),
                 }],
             },
             "Function": function,
             "ModelVersion": model_version,
-            "Code": code,
-            "Refusals": 1,
         });
-        self.emit(line);
+        line[dimension] = value.into();
+        for (name, _, v) in metrics {
+            line[*name] = v.clone();
+        }
+        self.write(line);
     }
 
-    fn emit(&self, mut line: Value) {
+    fn write(&self, mut line: Value) {
         match self {
             Metrics::Off => {}
             Metrics::Stdout { level } => {

@@ -102,18 +102,20 @@ impl App {
         let request_id = request_id(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let caller = self.caller(&req);
-        let audit = caller
-            .as_ref()
-            .ok()
-            .and_then(Option::as_ref)
-            .map(Caller::audit);
+        // Only `POST /predict` needs the caller: other routes verify no token.
+        let mut audit = None;
         let (result, label) = match (path.as_str(), &method) {
             ("/", &Method::GET | &Method::HEAD) => (Ok(html(PAGE)), None),
             ("/health", &Method::GET | &Method::HEAD) => (Ok(self.health()), None),
             // Browsers ask for it on every page load; "no icon" is an answer, not a 404.
             ("/favicon.ico", &Method::GET | &Method::HEAD) => (Ok(no_content()), None),
             ("/predict", &Method::POST) => {
+                let caller = self.caller(&req);
+                audit = caller
+                    .as_ref()
+                    .ok()
+                    .and_then(Option::as_ref)
+                    .map(Caller::audit);
                 let checked = caller.and_then(|c| self.authenticated(c.as_ref()));
                 let answered = match checked {
                     Ok(_) => self.predict(req, &request_id, started).await,
