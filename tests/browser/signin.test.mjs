@@ -6,18 +6,14 @@
 // xray-http binary (XRAY_HTTP_BIN).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHash, createPrivateKey, randomBytes, sign } from "node:crypto";
 import { createServer } from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { root, startServer } from "./server.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = process.env.XRAY_HTTP_BIN ?? path.join(root, "target/debug/xray-http");
 const expected = JSON.parse(readFileSync(path.join(root, "tests/fixtures/expected.json"), "utf8")).images;
 const key = createPrivateKey({ key: readFileSync(path.join(root, "tests/fixtures/jwt/issuer.der")), format: "der", type: "pkcs1" });
 const CLIENT = "covid-xray-page";
@@ -89,17 +85,10 @@ function startIssuer() {
   }));
 }
 
-async function startServer(extraEnv) {
-  const env = { ...process.env, PORT: "0", RUST_LOG: "warn", ...extraEnv };
-  delete env.AWS_LAMBDA_RUNTIME_API;
-  const server = spawn(bin, [], { env, stdio: ["ignore", "pipe", "inherit"] });
+async function serve(extraEnv) {
+  const { server, base } = await startServer(extraEnv);
   servers.push(server);
-  const first = await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.once("exit", (code) => reject(new Error(`xray-http exited ${code}`)));
-    createInterface({ input: server.stdout }).once("line", resolve);
-  });
-  return first.match(/http:\/\/[^/ ]+\//)[0];
+  return base;
 }
 
 before(async () => {
@@ -122,7 +111,7 @@ test("JWT mode: 401 without a token, then Sign in (code + PKCE) and the film is 
   const oidc = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
   const jwksFile = path.join(tmpdir(), `xray-jwks-${process.pid}.json`);
   writeFileSync(jwksFile, await (await fetch(oidc.jwks_uri)).text());
-  const base = await startServer({
+  const base = await serve({
     XRAY_AUTH: "jwt", XRAY_JWT_ISSUER: issuer, XRAY_JWT_AUDIENCE: CLIENT, XRAY_JWT_CLIENT_ID: CLIENT,
     XRAY_JWKS_FILE: jwksFile,
   });
@@ -149,7 +138,7 @@ test("JWT mode: 401 without a token, then Sign in (code + PKCE) and the film is 
 });
 
 test("IAM mode: the page says the API takes SigV4-signed requests and shows one", async () => {
-  const base = await startServer({ XRAY_AUTH: "iam" });
+  const base = await serve({ XRAY_AUTH: "iam" });
   const page = await browser.newPage();
   await page.goto(base);
   await page.waitForSelector("#auth-state");

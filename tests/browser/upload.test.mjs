@@ -4,27 +4,16 @@
 // xray-http binary (XRAY_HTTP_BIN).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { root, startServer } from "./server.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = process.env.XRAY_HTTP_BIN ?? path.join(root, "target/debug/xray-http");
 const expected = JSON.parse(readFileSync(path.join(root, "tests/fixtures/expected.json"), "utf8")).images;
 let server, base, browser;
 
 before(async () => {
-  const env = { ...process.env, PORT: "0", RUST_LOG: "warn" };
-  delete env.AWS_LAMBDA_RUNTIME_API;
-  server = spawn(bin, [], { env, stdio: ["ignore", "pipe", "inherit"] });
-  const first = await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    createInterface({ input: server.stdout }).once("line", resolve);
-  });
-  base = first.match(/http:\/\/[^/ ]+\//)[0];
+  ({ server, base } = await startServer());
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
