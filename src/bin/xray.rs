@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
 
 use clap::{Parser, Subcommand};
-use covid_xray::contract::{Answer, CliLine, ErrorBody};
+use covid_xray::contract::{Answer, ApiError, CliLine, ErrorBody};
 use covid_xray::imaging::preprocess::{self, Limits};
 use covid_xray::model::EMBEDDED_LUNGS;
 use covid_xray::model::lungs::LungFinder;
@@ -60,6 +60,14 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Compare the served decode with a full decode: each image classified twice, as served
+    /// (a large JPEG read at reduced DCT scale) and with every pixel decoded. One JSON object
+    /// per image, then a summary: the largest change in P(covid) and the labels that flip.
+    DecodeCheck {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Write the preprocessed 8-bit model-input image of every film of SRC to OUT, as
     /// OUT/<path relative to SRC>.png, plus OUT/preprocess.json with the parameters. The films
     /// are those SRC/manifest.csv lists, or every JPEG and PNG under SRC when it has none.
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
             size,
         } => run_preprocess(&src, &out, crops, lungs, plain.then_some(size)),
         Command::Info => run_info(),
+        Command::DecodeCheck { paths } => run_decode_check(&paths),
         Command::Bench { iterations, files } => bench::run(iterations, &files),
     };
     match result {
@@ -112,6 +121,65 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_decode_check(paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let classifier = Classifier::from_env()?;
+    let mut files = Vec::new();
+    for p in paths {
+        files.extend(collect_files(p)?);
+    }
+    let (mut checked, mut reduced, mut flips, mut worst) = (0usize, 0usize, 0usize, 0f32);
+    let mut worst_file = String::new();
+    for file in &files {
+        let bytes = std::fs::read(file)?;
+        let name = file.display().to_string();
+        let served = classifier.prepare(&bytes);
+        let full = classifier.prepare_full(&bytes);
+        let (served, full) = match (served, full) {
+            (Ok(s), Ok(f)) => (s, f),
+            (s, f) => {
+                // Both paths must refuse a file alike: same status, same code.
+                let answer = |r: Result<_, covid_xray::Error>| {
+                    r.err().map(|e| {
+                        let a = ApiError::from(e);
+                        (a.status, a.code)
+                    })
+                };
+                let (sc, fc) = (answer(s), answer(f));
+                println!(
+                    "{}",
+                    json!({"file": name, "served_error": sc, "full_error": fc})
+                );
+                if sc != fc {
+                    return Err(format!("{name}: served {sc:?}, full decode {fc:?}").into());
+                }
+                continue;
+            }
+        };
+        let p_served = classifier.classify_prepared(&served.input)?;
+        let p_full = classifier.classify_prepared(&full.input)?;
+        let delta = (p_served.probabilities.covid - p_full.probabilities.covid).abs();
+        let was_reduced = served.content != full.content || served.region != full.region;
+        checked += 1;
+        reduced += usize::from(was_reduced);
+        flips += usize::from(p_served.label != p_full.label);
+        if delta > worst {
+            (worst, worst_file) = (delta, name.clone());
+        }
+        println!(
+            "{}",
+            json!({"file": name, "reduced": was_reduced, "p_covid_served": p_served.probabilities.covid,
+                   "p_covid_full": p_full.probabilities.covid, "delta": delta,
+                   "flip": p_served.label != p_full.label})
+        );
+    }
+    println!(
+        "{}",
+        json!({"summary": {"images": checked, "read_reduced": reduced, "max_delta": worst,
+               "max_delta_file": worst_file, "label_flips": flips}})
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_info() -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -447,10 +515,18 @@ fn preprocess_with(
             dest.push(suffix);
             PathBuf::from(dest)
         };
+        // The serving path's decode: a pool film (at most 512 px) is always decoded in
+        // full; a larger one would be read at the scale serving reads it.
         let gray = std::fs::read(file)
             .map_err(|e| Error::Unreadable(e.to_string()))
-            .and_then(|bytes| preprocess::decode_gray(&bytes, &limits))
-            .and_then(|gray| pipeline.prepare(&gray).map(|p| (gray, p)));
+            .and_then(|bytes| {
+                preprocess::decode_read(&bytes, &limits, pipeline.decode_side(), |gray| {
+                    let prepared = pipeline.prepare(gray)?;
+                    let (_, _, w, h) = prepared.region;
+                    Ok(((gray.clone(), prepared), w.min(h)))
+                })
+            })
+            .map(|(pair, _)| pair);
         match gray {
             Ok((gray, prepared)) => {
                 save(&prepared.input, &png(None, ".png"))?;

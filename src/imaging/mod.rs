@@ -2,6 +2,7 @@
 //! dicom-rs), the one preprocessing path shared by serving and training, and its resize.
 
 pub mod dicom;
+pub mod jpeg;
 pub mod limits;
 pub mod preprocess;
 mod resize;

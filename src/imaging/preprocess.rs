@@ -165,11 +165,19 @@ fn is_colour(img: &DynamicImage) -> bool {
         for x in (0..w).step_by(step) {
             let [r, g, b, _] = img.get_pixel(x, y).0;
             seen += 1;
-            if r.max(g).max(b) - r.min(g).min(b) > CHROMA_LEVELS {
-                colourful += 1;
-            }
+            colourful += u32::from(is_colourful([r, g, b]));
         }
     }
+    mostly_colourful(colourful, seen)
+}
+
+/// Whether one pixel's channels span more than [`CHROMA_LEVELS`].
+pub(super) fn is_colourful([r, g, b]: [u8; 3]) -> bool {
+    r.max(g).max(b) - r.min(g).min(b) > CHROMA_LEVELS
+}
+
+/// Whether `colourful` of `seen` sampled pixels make an image [`InputWarning::Colour`].
+pub(super) fn mostly_colourful(colourful: u32, seen: u32) -> bool {
     seen > 0 && colourful as f32 > COLOUR_FRACTION * seen as f32
 }
 
@@ -179,11 +187,94 @@ pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, Error> {
 }
 
 /// [`decode_gray`], and what about the input the model was not trained for
-/// ([`InputWarning`]).
+/// ([`InputWarning`]): every pixel decoded, whatever the film's size.
 pub fn decode_gray_noted(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<(GrayImage, Vec<InputWarning>), Error> {
+    match open(bytes, limits)? {
+        Opened::Dicom(gray) => {
+            let warnings = shape_warnings(gray.width(), gray.height());
+            Ok((gray, warnings))
+        }
+        Opened::Image(decoder, _) => decode_full(decoder),
+    }
+}
+
+/// Decodes an image and runs `read` on it (a preprocessing path), decoding a large JPEG at
+/// a reduced DCT scale (`jpeg.rs`) when what `read` takes of it still has at least `side`
+/// pixels a side.
+///
+/// `read` returns what it made and the shorter side, in pixels of the image it was given,
+/// of the region it read. A JPEG whose shorter side is at least 4 x `side` is decoded at
+/// 1/8 and, when the region read of that keeps fewer than `side` pixels, at 1/4: the
+/// coarsest whose region keeps `side` pixels is kept. Every other image,
+/// a file the reduced decoder declines (damage, arithmetic coding, 12-bit, CMYK...), and a
+/// region still too small is decoded in full, exactly as [`decode_gray_noted`] does, so the
+/// answer to a damaged file is the full decoder's. Limits are checked from the header
+/// first, either way.
+pub fn decode_read<T>(
+    bytes: &[u8],
+    limits: &Limits,
+    side: u32,
+    mut read: impl FnMut(&GrayImage) -> Result<(T, u32), Error>,
+) -> Result<(T, Vec<InputWarning>), Error> {
+    let (mut decoder, format) = match open(bytes, limits)? {
+        Opened::Dicom(gray) => {
+            let warnings = shape_warnings(gray.width(), gray.height());
+            return read(&gray).map(|(t, _)| (t, warnings));
+        }
+        Opened::Image(decoder, format) => (decoder, format),
+    };
+    let (w, h) = decoder.dimensions();
+    let short = w.min(h);
+    if format == ImageFormat::Jpeg && short / 4 >= side.max(1) {
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
+        // 1/8 first, alone; 1/4 (one more pass, with the quadrant sums) only when the
+        // region read of 1/8 keeps too few pixels, which trimming rarely makes it.
+        for quarter in [false, true] {
+            if !quarter && short / 8 < side {
+                continue;
+            }
+            let Ok(reduced) = super::jpeg::decode_reduced(bytes, quarter) else {
+                break;
+            };
+            let gray = if quarter {
+                match reduced.quarter {
+                    Some(gray) => gray,
+                    None => break,
+                }
+            } else {
+                reduced.eighth
+            };
+            let mut img = DynamicImage::ImageLuma8(gray);
+            img.apply_orientation(orientation);
+            let (made, region_side) = read(&img.into_luma8())?;
+            if region_side >= side {
+                let mut warnings = Vec::new();
+                if reduced.colour {
+                    warnings.push(InputWarning::Colour);
+                }
+                warnings.extend(shape_warnings(w, h));
+                return Ok((made, warnings));
+            }
+        }
+    }
+    let (gray, warnings) = decode_full(decoder)?;
+    read(&gray).map(|(t, _)| (t, warnings))
+}
+
+/// A file whose header passed the limits: a DICOM film (already decoded) or an image
+/// decoder that has read only the header.
+enum Opened<'a> {
+    Dicom(GrayImage),
+    Image(Box<dyn ImageDecoder + 'a>, ImageFormat),
+}
+
+/// Steps 1 and 2: sniffs the format and checks the header against `limits`.
+fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Opened<'a>, Error> {
     if bytes.is_empty() {
         return Err(Error::Empty);
     }
@@ -194,9 +285,7 @@ pub fn decode_gray_noted(
         });
     }
     if super::dicom::is_dicom(bytes) {
-        let gray = super::dicom::decode(bytes, limits)?;
-        let warnings = shape_warnings(gray.width(), gray.height());
-        return Ok((gray, warnings));
+        return super::dicom::decode(bytes, limits).map(Opened::Dicom);
     }
     let format = image::guess_format(bytes).map_err(|_| Error::NotAnImage)?;
     if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
@@ -215,7 +304,7 @@ pub fn decode_gray_noted(
     decoder_limits.max_image_height = Some(limits.max_side);
     decoder_limits.max_alloc = Some(limits.max_alloc());
     reader.limits(decoder_limits);
-    let mut decoder = reader.into_decoder().map_err(|e| match e {
+    let decoder = reader.into_decoder().map_err(|e| match e {
         // The decoder refused the header's size: say it as `check_dimensions` does, so
         // that one limit always gives one message.
         image::ImageError::Limits(_) => header_dimensions(bytes, format)
@@ -238,6 +327,13 @@ pub fn decode_gray_noted(
             ),
         });
     }
+    Ok(Opened::Image(Box::new(decoder), format))
+}
+
+/// Step 3 for an opened image: every pixel, oriented, to 8-bit luma.
+fn decode_full(
+    mut decoder: Box<dyn ImageDecoder + '_>,
+) -> Result<(GrayImage, Vec<InputWarning>), Error> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);

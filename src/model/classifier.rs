@@ -354,7 +354,24 @@ impl Classifier {
     }
 
     /// Decodes and preprocesses one encoded image: what [`Classifier::classify`] reads.
+    ///
+    /// A large JPEG is decoded at a reduced DCT scale when the region the pipeline reads
+    /// keeps at least [`Pipeline::decode_side`] pixels a side ([`preprocess::decode_read`]).
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, Error> {
+        let pipeline = &self.inner.pipeline;
+        let (mut prepared, warnings) =
+            preprocess::decode_read(bytes, &self.inner.limits, pipeline.decode_side(), |gray| {
+                let prepared = pipeline.prepare(gray)?;
+                let (_, _, w, h) = prepared.region;
+                Ok((prepared, w.min(h)))
+            })?;
+        prepared.warnings.splice(0..0, warnings);
+        Ok(prepared)
+    }
+
+    /// [`Classifier::prepare`] with every pixel of the film decoded, whatever its size: what
+    /// the reduced-scale decode is measured against (`xray decode-check`).
+    pub fn prepare_full(&self, bytes: &[u8]) -> Result<Prepared, Error> {
         let (gray, warnings) = preprocess::decode_gray_noted(bytes, &self.inner.limits)?;
         let mut prepared = self.inner.pipeline.prepare(&gray)?;
         prepared.warnings.splice(0..0, warnings);

@@ -82,6 +82,14 @@ impl Pipeline {
         }
     }
 
+    /// The fewest pixels a side that the region this path reads must keep in the decoded
+    /// film: the network's input, and the whole film's [`INPUT_SIZE`] (the chest check and
+    /// the lung finder read it), whichever is larger. A large JPEG is decoded at reduced
+    /// scale only where this holds (`preprocess::decode_read`).
+    pub fn decode_side(&self) -> u32 {
+        self.input_size().max(INPUT_SIZE)
+    }
+
     /// Whether the network reads the film unequalised (and standardises it itself).
     pub fn is_plain(&self) -> bool {
         matches!(self, Pipeline::Plain { .. } | Pipeline::PlainLungs { .. })
