@@ -3,9 +3,11 @@ measured side by side in one run on this machine.
 
     python bench/cost.py [--requests 100] [--repeats 5] [--cold-every 20] [--write-docs]
 
-For each service (`xray-http`, and `bench/peer.py`: the pipeline bench/bench.py times, as a
-server) and each film (a 512 px fixture and bench/large-1600x1800.jpg, sent as base64 JSON,
-as API Gateway hands a body to Lambda), processes pinned to one core are run three ways and
+For each service (`xray-http`; `bench/peer.py`, the pipeline bench/bench.py times, as a
+server, with Pillow's `draft()`: the strongest Python peer; the same peer decoding every
+pixel) and each film (a 512 px fixture and the bench film of median file size from
+../shared/bench-films/, a real 2000x2000 film, sent as base64 JSON, as API Gateway hands a
+body to Lambda), processes pinned to one core are run three ways and
 their CPU time read from the kernel when they end (`wait4`: every thread, to the
 microsecond):
 
@@ -29,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import FILES, REL, ROOT, cpu_name, free_port, http_get_status, http_post, write_docs_block  # noqa: E402
+from bench import FILES, REL, ROOT, cpu_name, free_port, http_get_status, http_post, median_film, write_docs_block  # noqa: E402
 
 # AWS Lambda prices, us-east-1, on-demand (https://aws.amazon.com/lambda/pricing/), for the
 # template's architecture (arm64) and for x86_64.
@@ -46,9 +48,9 @@ def pinned():
     os.sched_setaffinity(0, {0})
 
 
-def start(cmd, port):
+def start(cmd, port, extra_env=None):
     env = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_RUNTIME_API"}
-    env |= {"PORT": str(port), "RUST_LOG": "warn", "OMP_NUM_THREADS": "1"}
+    env |= {"PORT": str(port), "RUST_LOG": "warn", "OMP_NUM_THREADS": "1"} | (extra_env or {})
     t = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned)
     while True:
@@ -73,8 +75,9 @@ def stop(p):
 
 def one_process(cmd, body, requests):
     """Start, `requests` predictions, stop: (wall ms to /health, CPU ms, peak RSS MB)."""
+    cmd, extra_env = cmd
     port = free_port()
-    p, ready_ms = start(cmd, port)
+    p, ready_ms = start(cmd, port, extra_env)
     for _ in range(requests):
         status = http_post(port, "/predict", body, "application/json")
         if status != 200:
@@ -128,14 +131,17 @@ def main():
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "xray-http"], cwd=ROOT, check=True)
+    peer = [sys.executable, os.path.join(ROOT, "bench", "peer.py")]
     services = {
-        "covid-xray (Rust, tract)": [os.path.join(REL, "xray-http")],
-        "Python peer (Pillow, onnxruntime)": [sys.executable, os.path.join(ROOT, "bench", "peer.py")],
+        "covid-xray (Rust, tract)": ([os.path.join(REL, "xray-http")], {}),
+        "Python peer (Pillow draft(), onnxruntime)": (peer, {"PEER_DRAFT": "1"}),
+        "Python peer (Pillow full decode, onnxruntime)": (peer, {"PEER_DRAFT": "0"}),
     }
     rows = []
-    for path in FILES:
+    median = median_film()
+    for path in (FILES[0], median):
         body = json.dumps({"image": base64.b64encode(open(path, "rb").read()).decode()}).encode()
-        film = "512 px fixture" if path == FILES[0] else "1600x1800 film"
+        film = "512 px fixture" if path == FILES[0] else f"median bench film ({os.path.basename(path)})"
         for name, cmd in services.items():
             m = measure(cmd, body, args.requests, args.repeats)
             rows.append((film, name, m, lambda_cost(m, args.cold_every, args.arch)))
@@ -155,12 +161,13 @@ def main():
         )
     lines.append("")
     for film in dict.fromkeys(r[0] for r in rows):
-        ours, peer = [r[3] for r in rows if r[0] == film]
-        lines.append(
-            f"- {film}: covid-xray costs {ours['mixed_usd'] / peer['mixed_usd']:.2f}x the peer with one request in "
-            f"{args.cold_every} cold ({ours['mixed_duration_usd'] / peer['mixed_duration_usd']:.2f}x of the duration charge, "
-            f"without the ${PRICE_PER_MILLION_REQUESTS:.2f} per million requests both pay), {ours['warm_usd'] / peer['warm_usd']:.2f}x warm only."
-        )
+        ours, *peers = [r[3] for r in rows if r[0] == film]
+        for which, peer in zip(("the draft() peer", "the full-decode peer"), peers):
+            lines.append(
+                f"- {film}: covid-xray costs {ours['mixed_usd'] / peer['mixed_usd']:.2f}x {which} with one request in "
+                f"{args.cold_every} cold ({ours['mixed_duration_usd'] / peer['mixed_duration_usd']:.2f}x of the duration charge, "
+                f"without the ${PRICE_PER_MILLION_REQUESTS:.2f} per million requests both pay), {ours['warm_usd'] / peer['warm_usd']:.2f}x warm only."
+            )
     table = "\n".join(lines)
     print(table)
     if args.write_docs:

@@ -454,3 +454,176 @@ fn the_bounds_stated_in_the_api_docs_are_the_ones_in_force() {
     assert!(docs.contains("12,000 px a side and 50 megapixels"));
     assert!(docs.contains("at most 6 MiB"));
 }
+
+// Large JPEGs: a film at least four times the model input a side is decoded at reduced DCT
+// scale (src/imaging/jpeg.rs), with the full decode as the fallback for whatever that path
+// declines. Each case gets, through the handler, the status the full decode gives it, and
+// a film that both read gets nearly the same P(covid).
+
+/// A real film upscaled to `w` x `h` px: large enough for the reduced decode.
+fn large_film(w: u32, h: u32) -> image::GrayImage {
+    image::imageops::resize(&fixture_gray(), w, h, image::imageops::FilterType::Triangle)
+}
+
+/// `img` encoded by jpeg-encoder with the given settings.
+fn encode_with(
+    data: &[u8],
+    (w, h): (u32, u32),
+    colour: jpeg_encoder::ColorType,
+    set: impl FnOnce(&mut jpeg_encoder::Encoder<&mut Vec<u8>>),
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 85);
+    set(&mut encoder);
+    encoder
+        .encode(data, w as u16, h as u16, colour)
+        .expect("encode");
+    out
+}
+
+fn marker_at(bytes: &[u8], marker: u8) -> usize {
+    bytes
+        .windows(2)
+        .position(|m| m == [0xFF, marker])
+        .expect("marker")
+}
+
+/// What the full decode answers: the status of the path every image took before the
+/// reduced decode, and P(covid) when it classifies.
+fn full_decode_answer(c: &Classifier, bytes: &[u8]) -> (u16, Option<f32>) {
+    let answer = c.prepare_full(bytes).and_then(|p| {
+        c.chest_check().check(&p.whole)?;
+        c.classify_prepared(&p.input)
+    });
+    match answer {
+        Ok(p) => (200, Some(p.probabilities.covid)),
+        Err(e) => (ApiError::from(e).status, None),
+    }
+}
+
+fn large_cases() -> Vec<(&'static str, Vec<u8>, bool)> {
+    let gray = large_film(2048, 2048);
+    let rgb = image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8();
+    let cmyk: Vec<u8> = gray
+        .as_raw()
+        .iter()
+        .flat_map(|&v| [0, 0, 0, 255 - v])
+        .collect();
+    let dims = gray.dimensions();
+    let luma = jpeg_encoder::ColorType::Luma;
+    let baseline = encode_with(gray.as_raw(), dims, luma, |_| {});
+    let progressive = encode_with(gray.as_raw(), dims, luma, |e| e.set_progressive(true));
+    let restarts = encode_with(gray.as_raw(), dims, luma, |e| e.set_restart_interval(7));
+    let colour_420 = encode_with(rgb.as_raw(), dims, jpeg_encoder::ColorType::Rgb, |e| {
+        e.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0)
+    });
+    let colour_progressive = encode_with(rgb.as_raw(), dims, jpeg_encoder::ColorType::Rgb, |e| {
+        e.set_progressive(true)
+    });
+    let sof = marker_at(&baseline, 0xC0);
+    let sos = marker_at(&baseline, 0xDA);
+    let with = |at: usize, byte: u8| {
+        let mut b = baseline.clone();
+        b[at] = byte;
+        b
+    };
+    let mut cut = baseline[..baseline.len() / 2].to_vec();
+    cut.extend_from_slice(&[0xFF, 0xD9]);
+    let mut corrupt = baseline.clone();
+    for at in (sos + 400..corrupt.len() - 2).step_by(5003) {
+        corrupt[at] ^= 0x5A;
+    }
+    let mut wrong_restart = restarts.clone();
+    let rst = wrong_restart
+        .windows(2)
+        .rposition(|m| m[0] == 0xFF && (0xD0..=0xD7).contains(&m[1]))
+        .expect("a restart marker");
+    wrong_restart[rst + 1] = 0xD0 + (wrong_restart[rst + 1] - 0xD0 + 3) % 8;
+    let mut lying = baseline.clone();
+    lying[sof + 5..sof + 7].copy_from_slice(&2400u16.to_be_bytes());
+    lying[sof + 7..sof + 9].copy_from_slice(&2400u16.to_be_bytes());
+    // The EXIF segment (orientation 6) of the small rotated fixture, after the large film's SOI.
+    let exif_source = hostile("exif-rotated.jpg");
+    let app1 = marker_at(&exif_source, 0xE1);
+    let app1_len = usize::from(u16::from_be_bytes([
+        exif_source[app1 + 2],
+        exif_source[app1 + 3],
+    ]));
+    let wide = large_film(2600, 2000);
+    let wide = encode_with(wide.as_raw(), wide.dimensions(), luma, |_| {});
+    let mut rotated = wide[..2].to_vec();
+    rotated.extend_from_slice(&exif_source[app1..app1 + 2 + app1_len]);
+    rotated.extend_from_slice(&wide[2..]);
+    let smaller = large_film(1400, 1400);
+    let quarter = encode_with(smaller.as_raw(), smaller.dimensions(), luma, |_| {});
+    // (name, bytes, whether the reduced decode reads it)
+    vec![
+        ("1400 px baseline gray (read at 1/4)", quarter, true),
+        ("large, EXIF orientation 6", rotated, true),
+        ("large baseline gray", baseline.clone(), true),
+        ("large progressive gray", progressive, true),
+        ("large gray with restart markers", restarts, true),
+        ("large colour 4:2:0", colour_420, true),
+        ("large progressive colour", colour_progressive, true),
+        (
+            "large CMYK",
+            encode_with(&cmyk, dims, jpeg_encoder::ColorType::Cmyk, |_| {}),
+            false,
+        ),
+        ("large, cut in the scan, EOI appended", cut, false),
+        ("large, corrupt entropy data", corrupt, false),
+        ("large, a restart marker out of order", wrong_restart, false),
+        ("large, 12-bit in the header", with(sof + 4, 12), false),
+        (
+            "large, arithmetic-coded in the header",
+            with(sof + 1, 0xC9),
+            false,
+        ),
+        ("large, lossless in the header", with(sof + 1, 0xC3), false),
+        ("large, header claims 2400x2400", lying, false),
+    ]
+}
+
+#[test]
+fn large_jpegs_get_the_full_decodes_answer_through_the_handler() {
+    let classifier = Classifier::embedded().expect("model");
+    let app = app();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for (name, bytes, reduced) in large_cases() {
+        let (full_status, full_p) = full_decode_answer(&classifier, &bytes);
+        let (status, v) = call(&app, &rt, "application/octet-stream", bytes.clone());
+        assert_eq!(
+            status, full_status,
+            "{name}: handler {status} {v}, full decode {full_status}"
+        );
+        assert!(status < 500, "{name}: {status} {v}");
+        if let Some(p_full) = full_p {
+            let p = v["probabilities"]["covid"].as_f64().expect("p") as f32;
+            assert!(
+                (p - p_full).abs() <= 0.02,
+                "{name}: P(covid) {p} against {p_full} in full"
+            );
+        }
+        // Whether the reduced decode read it: the content box is then in pixels of the
+        // reduced film.
+        let served = classifier.prepare(&bytes);
+        let full = classifier.prepare_full(&bytes);
+        if let (Ok(served), Ok(full)) = (served, full) {
+            // Oriented alike: the content box is wide or tall on both paths.
+            let wide = |(_, _, w, h): (u32, u32, u32, u32)| w > h;
+            assert_eq!(
+                wide(served.content),
+                wide(full.content),
+                "{name}: orientation"
+            );
+            assert_eq!(
+                served.content != full.content,
+                reduced,
+                "{name}: read reduced {}, expected {reduced}",
+                served.content != full.content
+            );
+        } else {
+            assert!(!reduced, "{name} should have been read reduced");
+        }
+    }
+}

@@ -1,9 +1,12 @@
-//! The image path on arbitrary bytes: sniff, header checks, decode, trim, resize, equalise.
+//! The image path on arbitrary bytes: sniff, header checks, decode (in full and at reduced
+//! DCT scale), trim, resize, equalise.
 //!
-//! Invariant: `decode_gray` returns an image or a typed error, never panics, and whatever it
-//! returns prepares to exactly the model input size.
+//! Invariants: `decode_gray` and `decode_read` return an image or a typed error, never
+//! panic, and whatever they return prepares to exactly the model input size; the reduced
+//! JPEG decoder declines or returns a 1/4 film twice the 1/8 film's size (rounded up).
 #![no_main]
 
+use covid_xray::imaging::jpeg;
 use covid_xray::imaging::preprocess::{self, INPUT_SIZE, Limits};
 use libfuzzer_sys::fuzz_target;
 
@@ -18,6 +21,22 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(gray) = preprocess::decode_gray(data, &limits) {
         assert!(u64::from(gray.width()) * u64::from(gray.height()) <= limits.max_pixels);
         let prepared = preprocess::prepare_gray(&gray);
+        assert_eq!(prepared.dimensions(), (INPUT_SIZE, INPUT_SIZE));
+    }
+    // The reduced decoder on every input, whatever its size (serving gives it only films of
+    // at least 4x the model input, which the seeds are not).
+    if let Ok(reduced) = jpeg::decode_reduced(data, true) {
+        if let Some(quarter) = &reduced.quarter {
+            assert_eq!(quarter.width().div_ceil(2), reduced.eighth.width());
+            assert_eq!(quarter.height().div_ceil(2), reduced.eighth.height());
+        }
+    }
+    // The serving path with a small side, so that films of 64 px and up take the reduced path.
+    let side = 16;
+    if let Ok((prepared, _)) = preprocess::decode_read(data, &limits, side, |g| {
+        let content = preprocess::content_box(g);
+        Ok((preprocess::prepare_region(g, content), content.2.min(content.3)))
+    }) {
         assert_eq!(prepared.dimensions(), (INPUT_SIZE, INPUT_SIZE));
     }
 });
