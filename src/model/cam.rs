@@ -220,28 +220,36 @@ impl ActivationMap {
     pub fn overlay(&self, film: &GrayImage, label: Label) -> RgbImage {
         let (w, h) = film.dimensions();
         let heat = self.upsampled(label, w);
-        // Colour and opacity per level of evidence, once: red, then yellow, then white,
-        // more opaque as the evidence grows (alpha in 1/256ths).
-        let lut: Vec<([u32; 3], u32)> = (0..256u32)
-            .map(|i| {
-                let v = i as f32 / 255.0;
-                let colour = [
-                    (3.0 * v).min(1.0),
-                    (3.0 * v - 1.0).clamp(0.0, 1.0),
-                    (3.0 * v - 2.0).clamp(0.0, 1.0),
-                ]
-                .map(|c| (c * 255.0).round() as u32);
-                (colour, (0.65 * v.sqrt() * 256.0).round() as u32)
-            })
-            .collect();
-        let mut rgb = Vec::with_capacity((w * h * 3) as usize);
-        for (&g, &v) in film.as_raw().iter().zip(&heat) {
-            let (colour, alpha) = lut[(v.clamp(0.0, 1.0) * 255.0).round() as usize];
+        let lut = colour_lut();
+        let mut rgb = vec![0u8; (w * h * 3) as usize];
+        for ((px, &g), &v) in rgb.chunks_exact_mut(3).zip(film.as_raw()).zip(&heat) {
+            // Rounded by adding a half and truncating: `round` is a libm call per pixel.
+            let level = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as usize;
+            let ([r, gr, b], alpha) = lut[level.min(255)];
             let g = u32::from(g) * (256 - alpha);
-            rgb.extend(colour.map(|c| ((g + c * alpha + 128) >> 8) as u8));
+            let blend = |c: u32| ((g + c * alpha + 128) >> 8) as u8;
+            px.copy_from_slice(&[blend(r), blend(gr), blend(b)]);
         }
         RgbImage::from_raw(w, h, rgb).unwrap_or_else(|| RgbImage::new(w, h))
     }
+}
+
+/// Colour and opacity per level of evidence, built once per process: red, then yellow, then
+/// white, more opaque as the evidence grows (alpha in 1/256ths).
+fn colour_lut() -> &'static [([u32; 3], u32); 256] {
+    static LUT: std::sync::OnceLock<[([u32; 3], u32); 256]> = std::sync::OnceLock::new();
+    LUT.get_or_init(|| {
+        std::array::from_fn(|i| {
+            let v = i as f32 / 255.0;
+            let colour = [
+                (3.0 * v).min(1.0),
+                (3.0 * v - 1.0).clamp(0.0, 1.0),
+                (3.0 * v - 2.0).clamp(0.0, 1.0),
+            ]
+            .map(|c| (c * 255.0).round() as u32);
+            (colour, (0.65 * v.sqrt() * 256.0).round() as u32)
+        })
+    })
 }
 
 /// The heatmap of an answer: the overlay as a PNG the size of the prepared image, and the
