@@ -1046,8 +1046,10 @@ use.
 1. Sniff the format from the bytes; JPEG and PNG only. Refuse over-size dimensions from the
    header, before decoding.
 2. Decode (8- or 16-bit; gray, RGB, RGBA, palette), apply EXIF orientation, convert to 8-bit
-   luma. JPEGs at least 4x the input on their short side are decoded at 1/2, 1/4 or 1/8 scale
-   in the inverse DCT, keeping at least 2x the input (no film of the training pool is that large).
+   luma. JPEGs at least 4x the input on their short side are decoded at 1/8 or 1/4 scale (each
+   block's mean, or its four quadrants' means, from its DCT coefficients: the full decode
+   box-averaged), the coarsest whose trimmed region keeps the input size; no film of the
+   training pool is that large, so training saw every pixel decoded.
 3. Trim uniform borders (rows/columns whose values span <= 12 gray levels; at most 20% a side).
 4. Resize to {card['input']['size']}x{card['input']['size']} (triangle filter), ignoring aspect ratio. Films more than
    4x the input on their short side are first box-averaged by an integer factor (keeping at

@@ -10,7 +10,10 @@
 //! 2. Read the header and refuse dimensions over [`Limits`] *before* any pixel is allocated,
 //!    so a 100-byte PNG cannot claim a 10-gigapixel canvas.
 //! 3. Decode (JPEG, PNG; 8- or 16-bit; gray, gray+alpha, RGB, RGBA, palette), apply the EXIF
-//!    orientation, and convert to 8-bit luma (Rec. 709 weights, alpha ignored).
+//!    orientation, and convert to 8-bit luma (Rec. 709 weights, alpha ignored). A JPEG of at
+//!    least 4x the model input a side is decoded at 1/8 or 1/4 scale instead (`jpeg.rs`: the
+//!    full decode box-averaged, its YCbCr luma), when the region the path reads keeps the
+//!    model input ([`decode_read`]); the training pool, at most 512 px, never is.
 //! 4. Trim uniform borders: rows and columns at the edges whose pixels are all nearly the same
 //!    value (black or white frames around films cropped from papers). At most
 //!    [`MAX_TRIM_FRACTION`] of each side goes. Borders are a collection marker, not anatomy.
