@@ -41,8 +41,9 @@ pub struct Reduced {
     /// The luma at 1/4, `ceil(w / 4)` x `ceil(h / 4)`, when asked for and the file is
     /// sequential.
     pub quarter: Option<GrayImage>,
-    /// Whether the film is in colour, by [`super::preprocess::is_colourful`] on its 1/8
-    /// RGB; always false for one component.
+    /// Whether the film is in colour, by the same test as a fully decoded image's (more
+    /// than a tenth of sampled pixels with channels over 32 levels apart) on its 1/8 RGB;
+    /// always false for one component.
     pub colour: bool,
 }
 
