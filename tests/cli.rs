@@ -212,3 +212,41 @@ fn the_cli_prints_the_same_answer_as_the_api() {
     assert_eq!(digits(&cli_text), digits(&api_text));
     assert!(cli["path"].is_string());
 }
+
+#[test]
+fn decode_check_reports_the_reduced_decodes_change() {
+    // A fixture film upscaled to 2000 px (read reduced) beside the fixture itself (not).
+    let dir = std::env::temp_dir().join(format!("xray-decode-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let small = common::first_of("covid");
+    let film = image::load_from_memory(&small).expect("decode").to_luma8();
+    let large = image::imageops::resize(&film, 2000, 2000, image::imageops::FilterType::Triangle);
+    let bytes = common::encode(&large.into(), image::ImageFormat::Jpeg);
+    std::fs::write(dir.join("large.jpg"), bytes).expect("write");
+    std::fs::write(dir.join("small.jpg"), &small).expect("write");
+    let out = xray().arg("decode-check").arg(&dir).output().expect("run");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let summary = &lines[2]["summary"];
+    assert_eq!(summary["images"], 2);
+    assert_eq!(summary["read_reduced"], 1, "{summary}");
+    assert_eq!(summary["label_flips"], 0, "{summary}");
+    assert_eq!(summary["chest_check_changes"], 0, "{summary}");
+    assert!(
+        summary["max_delta"].as_f64().expect("delta") <= 0.02,
+        "{summary}"
+    );
+    let small_line = lines
+        .iter()
+        .find(|l| l["file"].as_str().is_some_and(|f| f.ends_with("small.jpg")));
+    assert_eq!(small_line.expect("small")["delta"], 0.0);
+}

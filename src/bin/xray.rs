@@ -62,7 +62,8 @@ enum Command {
     },
     /// Compare the served decode with a full decode: each image classified twice, as served
     /// (a large JPEG read at reduced DCT scale) and with every pixel decoded. One JSON object
-    /// per image, then a summary: the largest change in P(covid) and the labels that flip.
+    /// per image, then a summary: the largest change in P(covid), the labels that flip and
+    /// the chest-check verdicts that change.
     DecodeCheck {
         /// Files or directories.
         #[arg(required = true)]
@@ -130,6 +131,7 @@ fn run_decode_check(paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::error::E
         files.extend(collect_files(p)?);
     }
     let (mut checked, mut reduced, mut flips, mut worst) = (0usize, 0usize, 0usize, 0f32);
+    let mut chest_changes = 0usize;
     let mut worst_file = String::new();
     for file in &files {
         let bytes = std::fs::read(file)?;
@@ -157,6 +159,12 @@ fn run_decode_check(paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::error::E
                 continue;
             }
         };
+        // The chest check reads the whole film: it must refuse (or pass) both alike.
+        let chest = |p: &covid_xray::model::pipeline::Prepared| {
+            classifier.chest_check().check(&p.whole).is_ok()
+        };
+        let (chest_served, chest_full) = (chest(&served), chest(&full));
+        chest_changes += usize::from(chest_served != chest_full);
         let p_served = classifier.classify_prepared(&served.input)?;
         let p_full = classifier.classify_prepared(&full.input)?;
         let delta = (p_served.probabilities.covid - p_full.probabilities.covid).abs();
@@ -171,13 +179,15 @@ fn run_decode_check(paths: &[PathBuf]) -> Result<ExitCode, Box<dyn std::error::E
             "{}",
             json!({"file": name, "reduced": was_reduced, "p_covid_served": p_served.probabilities.covid,
                    "p_covid_full": p_full.probabilities.covid, "delta": delta,
-                   "flip": p_served.label != p_full.label})
+                   "flip": p_served.label != p_full.label, "chest_check_served": chest_served,
+                   "chest_check_full": chest_full})
         );
     }
     println!(
         "{}",
         json!({"summary": {"images": checked, "read_reduced": reduced, "max_delta": worst,
-               "max_delta_file": worst_file, "label_flips": flips}})
+               "max_delta_file": worst_file, "label_flips": flips,
+               "chest_check_changes": chest_changes}})
     );
     Ok(ExitCode::SUCCESS)
 }
