@@ -758,15 +758,17 @@ impl ScanJob<'_> {
             let dc = match self.kind {
                 ScanKind::DcRefine(_) => None,
                 _ => Some(
-                    self.dc_tables[td]
-                        .as_ref()
+                    self.dc_tables
+                        .get(td)
+                        .and_then(Option::as_ref)
                         .ok_or(Unsupported("missing DC table"))?,
                 ),
             };
             let ac = if sequential {
                 Some(
-                    self.ac_tables[ta]
-                        .as_ref()
+                    self.ac_tables
+                        .get(ta)
+                        .and_then(Option::as_ref)
                         .ok_or(Unsupported("missing AC table"))?,
                 )
             } else {
@@ -810,7 +812,7 @@ impl ScanJob<'_> {
                 |bits, slot, b, pred| {
                     let table = slot.dc.ok_or(Unsupported("missing DC table"))?;
                     let ac = slot.ac.ok_or(Unsupported("missing AC table"))?;
-                    *pred += dc_diff(table, bits)?;
+                    *pred = pred.wrapping_add(dc_diff(table, bits)?);
                     let plane = dc.get_mut(slot.ci).ok_or(Unsupported("component"))?;
                     *plane.get_mut(b).ok_or(Unsupported("block"))? = *pred;
                     match quarter.as_mut().filter(|_| slot.ci == 0) {
@@ -830,7 +832,7 @@ impl ScanJob<'_> {
                 (units_x, units_y),
                 |bits, slot, b, pred| {
                     let table = slot.dc.ok_or(Unsupported("missing DC table"))?;
-                    *pred += dc_diff(table, bits)?;
+                    *pred = pred.wrapping_add(dc_diff(table, bits)?);
                     let plane = dc.get_mut(slot.ci).ok_or(Unsupported("component"))?;
                     *plane.get_mut(b).ok_or(Unsupported("block"))? = *pred << al;
                     Ok(())
@@ -1154,6 +1156,14 @@ mod tests {
         let mut arith = bytes.clone();
         arith[sof + 1] = 0xC9;
         assert!(decode_reduced(&arith, true).is_err());
+        // A scan naming Huffman tables 15 (there are four).
+        let mut tables = bytes.clone();
+        let sos_at = bytes
+            .windows(2)
+            .position(|m| m == [0xFF, 0xDA])
+            .expect("SOS");
+        tables[sos_at + 6] = 0xFF;
+        assert!(decode_reduced(&tables, true).is_err());
         // Every byte of the entropy data flipped in turn at a few places: never a panic.
         let sos = bytes
             .windows(2)
