@@ -517,6 +517,12 @@ fn large_cases() -> Vec<(&'static str, Vec<u8>, bool)> {
     let colour_420 = encode_with(rgb.as_raw(), dims, jpeg_encoder::ColorType::Rgb, |e| {
         e.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0)
     });
+    let tinted: Vec<u8> = gray
+        .as_raw()
+        .iter()
+        .flat_map(|&v| [v, (u16::from(v) * 3 / 5) as u8, v / 4])
+        .collect();
+    let tinted = encode_with(&tinted, dims, jpeg_encoder::ColorType::Rgb, |_| {});
     let colour_progressive = encode_with(rgb.as_raw(), dims, jpeg_encoder::ColorType::Rgb, |e| {
         e.set_progressive(true)
     });
@@ -565,6 +571,7 @@ fn large_cases() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("large gray with restart markers", restarts, true),
         ("large colour 4:2:0", colour_420, true),
         ("large progressive colour", colour_progressive, true),
+        ("large, tinted (a colour picture)", tinted, true),
         (
             "large CMYK",
             encode_with(&cmyk, dims, jpeg_encoder::ColorType::Cmyk, |_| {}),
@@ -609,6 +616,16 @@ fn large_jpegs_get_the_full_decodes_answer_through_the_handler() {
         let served = classifier.prepare(&bytes);
         let full = classifier.prepare_full(&bytes);
         if let (Ok(served), Ok(full)) = (served, full) {
+            // The same warnings (colour above all: the reduced path tells it from the chroma
+            // DC coefficients).
+            assert_eq!(served.warnings, full.warnings, "{name}: warnings");
+            assert_eq!(
+                served
+                    .warnings
+                    .contains(&covid_xray::imaging::InputWarning::Colour),
+                name.contains("tinted"),
+                "{name}: colour warning"
+            );
             // Oriented alike: the content box is wide or tall on both paths.
             let wide = |(_, _, w, h): (u32, u32, u32, u32)| w > h;
             assert_eq!(
