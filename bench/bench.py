@@ -249,10 +249,10 @@ def main():
         rows.append((f"one inference ({name})", rust[f"inference/{name}"], "onnxruntime, 1 thread", ort_inf))
         body = json.dumps({"image": base64.b64encode(open(f, "rb").read()).decode()})
         pil_decode = median_ms(lambda: pil_gray(f, size), n)
-        rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "Pillow (libjpeg-turbo) decode+gray", pil_decode))
+        rows.append((f"JPEG decode to gray alone, as served ({name})", rust[f"decode/{name}"], "Pillow (libjpeg-turbo) decode+gray", pil_decode))
         if f == FILES[-1]:
             pil_draft = median_ms(lambda: pil_gray(f, size, draft=True), n)
-            rows.append((f"JPEG decode to gray alone ({name})", rust[f"decode/{name}"], "the same with Pillow draft() (DCT-scaled decode)", pil_draft))
+            rows.append((f"JPEG decode to gray alone, as served ({name})", rust[f"decode/{name}"], "the same with Pillow draft() (DCT-scaled decode)", pil_draft))
         resize = lambda: pil_gray(f, size).resize((size, size), Image.BILINEAR)  # noqa: E731
         pil_pre = median_ms((lambda: ImageOps.equalize(resize())) if equalise else resize, n)
         rows.append((f"preprocess ({name})", rust[f"preprocess/{name}"], "Pillow decode+gray+resize" + ("+equalise" if equalise else ""), pil_pre))
