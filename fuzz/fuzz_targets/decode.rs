@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // The serving path with a small side, so that films of 64 px and up take the reduced path.
     let side = 16;
-    if let Ok((prepared, _)) = preprocess::decode_read(data, &limits, side, |g| {
+    if let Ok((prepared, _, _)) = preprocess::decode_read(data, &limits, side, |g| {
         let content = preprocess::content_box(g);
         Ok((preprocess::prepare_region(g, content), content.2.min(content.3)))
     }) {

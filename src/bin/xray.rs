@@ -265,7 +265,7 @@ mod bench {
                 let (_, _, w, h) = preprocess::content_box(gray);
                 Ok((gray.width().min(gray.height()), w.min(h)))
             })
-            .map_or(0, |(s, _)| s);
+            .map_or(0, |(s, _, _)| s);
             report(
                 &format!("decode/{name}"),
                 iterations,
@@ -549,14 +549,8 @@ fn preprocess_with(
         // full; a larger one would be read at the scale serving reads it.
         let gray = std::fs::read(file)
             .map_err(|e| Error::Unreadable(e.to_string()))
-            .and_then(|bytes| {
-                preprocess::decode_read(&bytes, &limits, pipeline.decode_side(), |gray| {
-                    let prepared = pipeline.prepare(gray)?;
-                    let (_, _, w, h) = prepared.region;
-                    Ok(((gray.clone(), prepared), w.min(h)))
-                })
-            })
-            .map(|(pair, _)| pair);
+            .and_then(|bytes| pipeline.read(&bytes, &limits))
+            .map(|(prepared, gray, _)| (gray, prepared));
         match gray {
             Ok((gray, prepared)) => {
                 save(&prepared.input, &png(None, ".png"))?;

@@ -420,8 +420,7 @@ pub fn decode_reduced(bytes: &[u8], want_quarter: bool) -> Result<Reduced> {
                 if frame.is_some() {
                     return Err(Unsupported("two frames"));
                 }
-                let seg = r.segment()?;
-                let mut s = Reader { data: seg, pos: 0 };
+                let mut s = r.segment_reader()?;
                 if s.u8()? != 8 {
                     return Err(Unsupported("not 8-bit"));
                 }
@@ -488,9 +487,8 @@ pub fn decode_reduced(bytes: &[u8], want_quarter: bool) -> Result<Reduced> {
                 return Err(Unsupported("lossless, hierarchical or arithmetic-coded"));
             }
             0xC4 => {
-                let seg = r.segment()?;
-                let mut s = Reader { data: seg, pos: 0 };
-                while s.pos < seg.len() {
+                let mut s = r.segment_reader()?;
+                while !s.at_end() {
                     let tc_th = s.u8()?;
                     let (class, id) = (tc_th >> 4, usize::from(tc_th & 15));
                     if class > 1 || id > 3 {
@@ -511,9 +509,8 @@ pub fn decode_reduced(bytes: &[u8], want_quarter: bool) -> Result<Reduced> {
                 }
             }
             0xDB => {
-                let seg = r.segment()?;
-                let mut s = Reader { data: seg, pos: 0 };
-                while s.pos < seg.len() {
+                let mut s = r.segment_reader()?;
+                while !s.at_end() {
                     let pq_tq = s.u8()?;
                     let (wide, id) = (pq_tq >> 4, usize::from(pq_tq & 15));
                     if wide > 1 || id > 3 {
@@ -530,8 +527,7 @@ pub fn decode_reduced(bytes: &[u8], want_quarter: bool) -> Result<Reduced> {
                 }
             }
             0xDD => {
-                let seg = r.segment()?;
-                let mut s = Reader { data: seg, pos: 0 };
+                let mut s = r.segment_reader()?;
                 restart = usize::from(s.u16()?);
             }
             0xEE => {
@@ -551,8 +547,7 @@ pub fn decode_reduced(bytes: &[u8], want_quarter: bool) -> Result<Reduced> {
                 if adobe_rgb && comps.len() == 3 {
                     return Err(Unsupported("RGB-coded"));
                 }
-                let seg = r.segment()?;
-                let mut s = Reader { data: seg, pos: 0 };
+                let mut s = r.segment_reader()?;
                 let ns = usize::from(s.u8()?);
                 if ns == 0 || ns > 4 {
                     return Err(Unsupported("bad scan"));
@@ -583,50 +578,47 @@ pub fn decode_reduced(bytes: &[u8], want_quarter: bool) -> Result<Reduced> {
                         chroma_quant[ci] = Some(quant[tq]);
                     }
                 }
-                let start = r.pos;
-                let end = if !*progressive {
+                // The kind of scan, or `None` for a progressive AC scan: not needed at 1/8,
+                // skipped unread to the next marker that is not a restart marker.
+                let kind = if !*progressive {
                     if ss != 0 || se != 63 || ah != 0 || al != 0 {
                         return Err(Unsupported("bad sequential scan"));
                     }
                     if scan.iter().any(|&(ci, _, _)| ci == 0) && planes.quarter.is_some() {
                         *planes.quarter_weights = quadrant_weights(&quant[comps[0].tq]);
                     }
-                    let job = ScanJob {
-                        comps,
-                        scan: &scan,
-                        dc_tables: &dc_tables,
-                        ac_tables: &ac_tables,
-                        restart,
-                        kind: ScanKind::Sequential,
-                    };
-                    dc_done |= scan.iter().fold(0, |m, &(ci, _, _)| m | (1 << ci));
-                    job.run(bytes, start, planes)?
+                    Some(ScanKind::Sequential)
                 } else if ss == 0 {
                     if se != 0 || al > 13 {
                         return Err(Unsupported("bad DC scan"));
                     }
-                    let kind = if ah == 0 {
-                        dc_done |= scan.iter().fold(0, |m, &(ci, _, _)| m | (1 << ci));
+                    Some(if ah == 0 {
                         ScanKind::DcFirst(al)
                     } else {
                         ScanKind::DcRefine(al)
-                    };
-                    let job = ScanJob {
-                        comps,
-                        scan: &scan,
-                        dc_tables: &dc_tables,
-                        ac_tables: &ac_tables,
-                        restart,
-                        kind,
-                    };
-                    job.run(bytes, start, planes)?
+                    })
                 } else {
-                    // An AC scan: not needed at 1/8. Skip to the next marker that is not a
-                    // restart marker.
                     if ns != 1 || se < ss || se > 63 {
                         return Err(Unsupported("bad AC scan"));
                     }
-                    skip_entropy(bytes, start)
+                    None
+                };
+                let end = match kind {
+                    Some(kind) => {
+                        if matches!(kind, ScanKind::Sequential | ScanKind::DcFirst(_)) {
+                            dc_done |= scan.iter().fold(0, |m, &(ci, _, _)| m | (1 << ci));
+                        }
+                        let job = ScanJob {
+                            comps,
+                            scan: &scan,
+                            dc_tables: &dc_tables,
+                            ac_tables: &ac_tables,
+                            restart,
+                            kind,
+                        };
+                        job.run(bytes, r.pos, planes)?
+                    }
+                    None => skip_entropy(bytes, r.pos),
                 };
                 r.pos = end;
             }
@@ -1043,6 +1035,15 @@ impl<'a> Reader<'a> {
             return Err(Unsupported("bad segment length"));
         }
         self.take(len - 2)
+    }
+
+    /// A cursor over the next marker segment's payload.
+    fn segment_reader(&mut self) -> Result<Reader<'a>> {
+        self.segment().map(|data| Reader { data, pos: 0 })
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.data.len()
     }
 }
 

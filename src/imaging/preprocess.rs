@@ -215,17 +215,17 @@ pub fn decode_gray_noted(
 /// a file the reduced decoder declines (damage, arithmetic coding, 12-bit, CMYK...), and a
 /// region still too small is decoded in full, exactly as [`decode_gray_noted`] does, so the
 /// answer to a damaged file is the full decoder's. Limits are checked from the header
-/// first, either way.
+/// first, either way. Returns what `read` made, the image it read, and the warnings.
 pub fn decode_read<T>(
     bytes: &[u8],
     limits: &Limits,
     side: u32,
     mut read: impl FnMut(&GrayImage) -> Result<(T, u32), Error>,
-) -> Result<(T, Vec<InputWarning>), Error> {
+) -> Result<(T, GrayImage, Vec<InputWarning>), Error> {
     let (mut decoder, format) = match open(bytes, limits)? {
         Opened::Dicom(gray) => {
             let warnings = shape_warnings(gray.width(), gray.height());
-            return read(&gray).map(|(t, _)| (t, warnings));
+            return read(&gray).map(|(t, _)| (t, gray, warnings));
         }
         Opened::Image(decoder, format) => (decoder, format),
     };
@@ -254,19 +254,20 @@ pub fn decode_read<T>(
             };
             let mut img = DynamicImage::ImageLuma8(gray);
             img.apply_orientation(orientation);
-            let (made, region_side) = read(&img.into_luma8())?;
+            let gray = img.into_luma8();
+            let (made, region_side) = read(&gray)?;
             if region_side >= side {
                 let mut warnings = Vec::new();
                 if reduced.colour {
                     warnings.push(InputWarning::Colour);
                 }
                 warnings.extend(shape_warnings(w, h));
-                return Ok((made, warnings));
+                return Ok((made, gray, warnings));
             }
         }
     }
     let (gray, warnings) = decode_full(decoder)?;
-    read(&gray).map(|(t, _)| (t, warnings))
+    read(&gray).map(|(t, _)| (t, gray, warnings))
 }
 
 /// A file whose header passed the limits: a DICOM film (already decoded) or an image

@@ -356,15 +356,9 @@ impl Classifier {
     /// Decodes and preprocesses one encoded image: what [`Classifier::classify`] reads.
     ///
     /// A large JPEG is decoded at a reduced DCT scale when the region the pipeline reads
-    /// keeps at least [`Pipeline::decode_side`] pixels a side ([`preprocess::decode_read`]).
+    /// keeps at least [`Pipeline::decode_side`] pixels a side ([`Pipeline::read`]).
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, Error> {
-        let pipeline = &self.inner.pipeline;
-        let (mut prepared, warnings) =
-            preprocess::decode_read(bytes, &self.inner.limits, pipeline.decode_side(), |gray| {
-                let prepared = pipeline.prepare(gray)?;
-                let (_, _, w, h) = prepared.region;
-                Ok((prepared, w.min(h)))
-            })?;
+        let (mut prepared, _, warnings) = self.inner.pipeline.read(bytes, &self.inner.limits)?;
         prepared.warnings.splice(0..0, warnings);
         Ok(prepared)
     }

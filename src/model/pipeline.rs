@@ -18,6 +18,7 @@ use image::GrayImage;
 
 use super::lungs::{LungBox, LungFinder};
 use crate::error::Error;
+use crate::imaging::Limits;
 use crate::imaging::preprocess::{
     self, INPUT_SIZE, InputWarning, LUNGS_PREPROCESS_VERSION, PLAIN_LUNGS_PREPROCESS_VERSION,
     PLAIN_PREPROCESS_VERSION, PREPROCESS_VERSION,
@@ -88,6 +89,22 @@ impl Pipeline {
     /// scale only where this holds (`preprocess::decode_read`).
     pub fn decode_side(&self) -> u32 {
         self.input_size().max(INPUT_SIZE)
+    }
+
+    /// Decodes `bytes` and runs the film through the path: what serving and `xray preprocess`
+    /// both call. A large JPEG is decoded at the coarsest DCT scale whose region keeps
+    /// [`Pipeline::decode_side`] pixels ([`preprocess::decode_read`]). Returns the prepared
+    /// film, the decoded film it came from (at that scale) and the input's warnings.
+    pub fn read(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<(Prepared, GrayImage, Vec<InputWarning>), Error> {
+        preprocess::decode_read(bytes, limits, self.decode_side(), |gray| {
+            let prepared = self.prepare(gray)?;
+            let (_, _, w, h) = prepared.region;
+            Ok((prepared, w.min(h)))
+        })
     }
 
     /// Whether the network reads the film unequalised (and standardises it itself).
